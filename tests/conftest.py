@@ -1,0 +1,39 @@
+"""Shared fixtures: golden vectors copied from upstream runs, and determinism for CPU tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).parent / "fixtures" / "golden"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_golden(name: str) -> dict:
+    """Load ``tests/fixtures/golden/<name>`` (tensors, dicts and numbers only)."""
+    return torch.load(GOLDEN_DIR / name, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def manifests() -> dict:
+    with open(GOLDEN_DIR / "manifests.json") as f:
+        return json.load(f)["models"]
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_cpu():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _project_root_cwd():
+    # Configs name project-relative paths (configs/..., latentsync/utils/mask.png).
+    previous = os.getcwd()
+    os.chdir(REPO_ROOT)
+    yield
+    os.chdir(previous)
