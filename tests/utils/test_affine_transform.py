@@ -1,0 +1,142 @@
+"""AlignRestore against the upstream golden vectors (tests/fixtures/golden/affine.pt).
+
+Tolerances from the golden README: uint8 images max |diff| <= 1 and mean |diff| <= 0.05 (truncation vs
+rounding would show up as ~0.5 mean); matrices atol 5e-4; smoothing state atol 1e-5.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from latentsync.utils.affine_transform import AlignRestore, _feather_mask, similarity_from_points
+from tests.conftest import load_golden
+
+IMAGE_MAX, IMAGE_MEAN, MATRIX_ATOL, BIAS_ATOL = 1, 0.05, 5e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return load_golden("affine.pt")
+
+
+def assert_image_close(actual: np.ndarray, expected: torch.Tensor) -> None:
+    expected = expected.numpy()
+    assert actual.dtype == np.uint8 and actual.shape == expected.shape
+    diff = np.abs(actual.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= IMAGE_MAX, diff.max()
+    assert diff.mean() <= IMAGE_MEAN, diff.mean()
+
+
+def assert_matrix_close(actual: np.ndarray, expected: torch.Tensor) -> None:
+    assert actual.dtype == np.float32 and actual.shape == (2, 3)
+    np.testing.assert_allclose(actual, expected.numpy(), atol=MATRIX_ATOL, rtol=1e-5)
+
+
+def face_tensor(face: np.ndarray, invert_lower_half: bool) -> torch.Tensor:
+    """The restore input the golden file used: (3, H, W) in [-1, 1], lower half optionally negated."""
+    tensor = torch.from_numpy(face).permute(2, 0, 1).float() / 127.5 - 1
+    if invert_lower_half:
+        tensor[:, tensor.shape[1] // 2 :] *= -1
+    return tensor
+
+
+def test_crop_and_restore_256(golden):
+    image, landmarks = golden["inputs"]["image"].numpy(), golden["inputs"]["landmarks"].numpy()
+    out = golden["outputs"]
+    restorer = AlignRestore(resolution=256)
+    assert restorer.face_size == (210, 280)
+
+    face, matrix = restorer.align_warp_face(image, landmarks, smooth=False)
+    assert restorer.p_bias is None  # smooth=False leaves the state alone
+    assert_matrix_close(matrix, out["matrix_256"])
+    assert_image_close(face, out["face_256"])
+    assert_image_close(cv2.resize(face, (256, 256), interpolation=cv2.INTER_LANCZOS4), out["face_256_lanczos_256x256"])
+    np.testing.assert_allclose(cv2.invertAffineTransform(matrix), out["inverse_matrix_256"].numpy(), atol=MATRIX_ATOL)
+
+    assert_image_close(restorer.restore_img(image, face_tensor(face, False), matrix), out["restored_same_face_256"])
+    # numpy input and a (1, 2, 3) torch matrix are accepted too.
+    restored = restorer.restore_img(
+        image, face_tensor(face, True).numpy(), torch.from_numpy(matrix)[None]
+    )
+    assert_image_close(restored, out["restored_modified_face_256"])
+
+
+def test_restore_internals_256(golden):
+    image, landmarks = golden["inputs"]["image"].numpy(), golden["inputs"]["landmarks"].numpy()
+    internals = golden["outputs"]["restore_internals_256"]
+    restorer = AlignRestore(resolution=256)
+    _, matrix = restorer.align_warp_face(image, landmarks, smooth=False)
+    coverage = cv2.warpAffine(
+        np.ones((280, 210), np.float32), cv2.invertAffineTransform(matrix), (192, 192), flags=cv2.INTER_LINEAR
+    )
+    hard, soft, edge = _feather_mask(coverage)
+    assert hard.sum() == pytest.approx(internals["total_face_area"], abs=0.5)
+    assert edge == internals["w_edge"] == 5
+    assert soft.max() <= 1.0 + 1e-6 and soft.min() >= 0.0
+
+
+def test_edge_case_crop_past_border(golden):
+    image = golden["inputs"]["image"].numpy()[51:, 59:]
+    out = golden["outputs"]
+    restorer = AlignRestore(resolution=256)
+    face, matrix = restorer.align_warp_face(image, golden["inputs"]["edge_landmarks"].numpy(), smooth=False)
+    assert_matrix_close(matrix, out["edge_matrix_256"])
+    assert_image_close(face, out["edge_face_256"])
+    assert (face[0, 0] == 127).all()  # constant fill outside the frame
+    restored = restorer.restore_img(image, face_tensor(face, True), matrix)
+    assert_image_close(restored, out["edge_restored_modified_face_256"])
+
+
+def test_resolution_512(golden):
+    image, landmarks = golden["inputs"]["image"].numpy(), golden["inputs"]["landmarks"].numpy()
+    out = golden["outputs"]
+    restorer = AlignRestore(resolution=512)
+    face, matrix = restorer.align_warp_face(image, landmarks, smooth=False)
+    assert list(face.shape) == out["face_512_shape"]
+    assert_matrix_close(matrix, out["matrix_512"])
+    assert_image_close(face[::2, ::2], out["face_512_stride2"])
+    # Sums are a summary of the reference: a few ±1 pixels are expected.
+    sums = face.reshape(-1, 3).sum(0, dtype=np.int64)
+    assert np.abs(sums - out["face_512_sum_per_channel"].numpy()).max() <= 100
+    restored = restorer.restore_img(image, face_tensor(face, True), matrix)
+    assert_image_close(restored, out["restored_modified_face_512"])
+
+
+def test_smoothing_sequence(golden):
+    image = golden["inputs"]["image"].numpy()
+    out = golden["outputs"]
+    restorer = AlignRestore(resolution=256)
+    for k in range(5):
+        landmarks = out["smooth_landmarks"][k].numpy()
+        face, matrix = restorer.align_warp_face(image, landmarks, smooth=True)
+        assert_matrix_close(matrix, out["smooth_matrices"][k])
+        np.testing.assert_allclose(restorer.p_bias, out["smooth_p_bias"][k].numpy(), atol=BIAS_ATOL)
+        plain, _ = similarity_from_points(landmarks, restorer.face_template)
+        assert_matrix_close(plain, out["smooth_matrices_without_smoothing"][k])
+        sums = face.reshape(-1, 3).sum(0, dtype=np.int64)
+        assert np.abs(sums - out["smooth_face_sum_per_channel"][k].numpy()).max() <= 100
+
+    # smooth=False neither reads nor writes the state.
+    state = restorer.p_bias.copy()
+    _, matrix = restorer.align_warp_face(image, golden["inputs"]["landmarks"].numpy(), smooth=False)
+    assert_matrix_close(matrix, out["matrix_256"])
+    np.testing.assert_array_equal(restorer.p_bias, state)
+
+    restorer.reset()
+    assert restorer.p_bias is None
+    _, matrix = restorer.align_warp_face(image, out["smooth_landmarks"][0].numpy(), smooth=True)
+    assert_matrix_close(matrix, out["smooth_matrices"][0])
+
+
+def test_rejects_bad_inputs():
+    restorer = AlignRestore(resolution=256)
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="float32"):
+        AlignRestore(resolution=256, dtype=torch.float16)
+    with pytest.raises(ValueError, match="degenerate"):
+        restorer.align_warp_face(image, np.zeros((3, 2)), smooth=False)
+    with pytest.raises(ValueError, match="crop size"):
+        restorer.restore_img(image, torch.zeros(3, 256, 256), np.eye(2, 3, dtype=np.float32))
