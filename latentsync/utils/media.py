@@ -1,0 +1,376 @@
+"""Media I/O: decode audio, read and write video frames, mux audio into video.
+
+This is the one place that talks to ffmpeg (as an argument list, never a shell string)
+and to PyAV. Every failure a user can cause (missing file, undecodable data, missing
+stream, empty media) becomes a :class:`~latentsync.errors.MediaError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from latentsync.errors import MediaError
+from latentsync.utils.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # Hz, what every audio model in this project expects
+INT16_SCALE = 32768.0  # s16le sample -> float in [-1, 1)
+DEFAULT_CRF = 18  # libx264 quality: visually lossless for talking heads
+_TIME_EPS = 1e-6  # seconds; absorbs float error when comparing frame times
+_STDERR_TAIL = 2000  # characters of ffmpeg's stderr kept in error messages
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: the system one if on PATH, else the one bundled with imageio-ffmpeg."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise MediaError("ffmpeg not found: install it (apt install ffmpeg) or `pip install imageio-ffmpeg`") from err
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg_path(path: str | os.PathLike) -> str:
+    # An absolute path behind the file: protocol cannot be mistaken for an option ("-x.wav")
+    # or for another protocol ("http:..."), whatever characters the name holds.
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def _require_file(path: str | os.PathLike, what: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError(f"{what} file not found: {path!r}")
+    return path
+
+
+def _run_ffmpeg(args: list[str], path: str | os.PathLike, action: str) -> bytes:
+    """Run ffmpeg with ``args`` and return stdout; a failure becomes a MediaError with its stderr."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", *args]
+    logger.debug("running %s", cmd)
+    try:
+        done = subprocess.run(cmd, capture_output=True, check=True)
+    except subprocess.CalledProcessError as err:
+        stderr = err.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+        raise MediaError(f"ffmpeg could not {action} {os.fspath(path)!r}:\n{stderr}") from err
+    return done.stdout
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream of any file (wav, mp3, a video...) to mono float32 in [-1, 1].
+
+    ffmpeg resamples to ``sample_rate`` and writes 16-bit PCM, which is divided by 32768,
+    exactly as openai-whisper loads audio. Returns shape (samples,).
+    """
+    path = _require_file(path, "audio")
+    raw = _run_ffmpeg(
+        [
+            "-threads", "0",
+            "-i", _ffmpeg_path(path),
+            "-map", "0:a:0",  # fails clearly when there is no audio stream
+            "-f", "s16le",
+            "-ac", "1",
+            "-acodec", "pcm_s16le",
+            "-ar", str(sample_rate),
+            "-",
+        ],
+        path,
+        "decode audio from",
+    )
+    if len(raw) < 2:
+        raise MediaError(f"audio file has no samples: {path!r}")
+    return np.frombuffer(raw, np.int16).astype(np.float32) / INT16_SCALE
+
+
+# --------------------------------------------------------------------------- video probing
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns from a container without decoding it all."""
+
+    fps: float  # source frames per second (1 frame of 1/25 s for still images)
+    num_frames: int  # frame count from the header, or estimated from the duration
+    width: int
+    height: int
+    has_audio: bool
+    duration: float  # seconds covered by the video frames
+    is_image: bool = False
+
+
+def _is_image_format(container: av.container.InputContainer) -> bool:
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
+def _open_input(path: str) -> av.container.InputContainer:
+    try:
+        return av.open(path, "r")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise MediaError(f"cannot open video {path!r}: {err}") from err
+
+
+def _stream_timing(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[Fraction, int]:
+    """(fps, frame count) of a video stream from its header, as exact fractions where possible."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        raise MediaError(f"video stream has no frame rate: {container.name!r}")
+    rate = Fraction(rate)
+    count = stream.frames
+    if not count:
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = Fraction(stream.duration) * Fraction(stream.time_base)
+        elif container.duration is not None:
+            seconds = Fraction(container.duration, av.time_base)
+        else:
+            seconds = Fraction(0)
+        count = round(seconds * rate)
+    return rate, int(count)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame rate, frame count, size, duration and audio presence of a video or still image."""
+    path = _require_file(path, "video")
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"file has no video stream: {path!r}")
+        stream = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
+        if _is_image_format(container):
+            return VideoInfo(25.0, 1, stream.width, stream.height, has_audio, 1 / 25, is_image=True)
+        rate, count = _stream_timing(container, stream)
+        if count <= 0:
+            # No count and no duration in the header (raw streams): count packets, no decoding.
+            try:
+                count = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.FFmpegError as err:
+                raise MediaError(f"cannot read video {path!r}: {err}") from err
+            if count == 0:
+                raise MediaError(f"video has no frames: {path!r}")
+        width, height = stream.width, stream.height
+    if not width or not height:
+        raise MediaError(f"video stream has no frame size: {path!r}")
+    return VideoInfo(float(rate), count, width, height, has_audio, float(count / rate))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class VideoReader:
+    """Lazily decode RGB uint8 (H, W, 3) frames resampled to ``fps`` by timestamp.
+
+    Output frame k is the source frame on screen at time k / fps, counted from the first
+    frame (frames are dropped or repeated). Nothing beyond the current frame is held in memory.
+    ``len()`` is ceil(duration * fps) from the header, exact for constant-frame-rate
+    files; iteration always yields exactly ``len()`` frames (a short stream repeats its
+    last frame, a long one is cut). A still image is a one-frame video.
+    Iterating again starts again from the first frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 25):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = os.fspath(path)
+        self.fps = fps
+        self.info = probe_video(self.path)
+        if self.info.is_image:
+            self._length = 1
+        else:
+            duration = Fraction(self.info.num_frames) / Fraction(self.info.fps).limit_denominator(100000)
+            # Tolerate float error in the target rate (e.g. 29.97) before rounding up.
+            self._length = max(1, math.ceil(duration * Fraction(fps).limit_denominator(100000) - Fraction(1, 1000)))
+
+    @property
+    def width(self) -> int:
+        return self.info.width
+
+    @property
+    def height(self) -> int:
+        return self.info.height
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _source_frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        """(seconds since the first frame, frame) in presentation order."""
+        with _open_input(self.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            start = None
+            try:
+                for index, frame in enumerate(container.decode(stream)):
+                    # Streams without timestamps (raw H.264) are taken at their nominal rate.
+                    t = frame.time if frame.time is not None else index / self.info.fps
+                    if start is None:
+                        start = t
+                    yield t - start, frame
+            except av.FFmpegError as err:
+                raise MediaError(f"cannot decode video {self.path!r}: {err}") from err
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        emitted = 0
+        shown: av.VideoFrame | None = None  # source frame on screen at the next output time
+        shown_rgb: np.ndarray | None = None  # its RGB array, converted only if it is emitted
+        for t, frame in self._source_frames():
+            if shown is None:
+                shown = frame  # a stream that starts late shows its first frame from time 0
+            # Output times before this frame's start still show the previous frame.
+            while emitted < self._length and emitted / self.fps < t - _TIME_EPS:
+                if shown_rgb is None:
+                    shown_rgb = shown.to_ndarray(format="rgb24")
+                    yield shown_rgb
+                else:  # a repeated frame: a copy, so callers may edit frames in place
+                    yield shown_rgb.copy()
+                emitted += 1
+            if emitted >= self._length:
+                return
+            shown, shown_rgb = frame, None
+        if shown is None:
+            raise MediaError(f"video has no decodable frames: {self.path!r}")
+        while emitted < self._length:
+            if shown_rgb is None:
+                shown_rgb = shown.to_ndarray(format="rgb24")
+                yield shown_rgb
+            else:
+                yield shown_rgb.copy()
+            emitted += 1
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames one at a time to H.264 (yuv420p) and publish the file atomically.
+
+    Use as a context manager; the file appears at ``path`` only when the block exits
+    without an exception. yuv420p needs even sizes, so an odd width or height is padded
+    by one pixel, repeating the last column/row (the stored size is then even).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = DEFAULT_CRF):
+        if width <= 0 or height <= 0:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        self.path = os.fspath(path)
+        self.fps = Fraction(fps).limit_denominator(100000)
+        self.width, self.height = width, height
+        self.crf = crf
+        self.frames_written = 0
+        self._atomic = None
+        self._container = None
+        self._stream = None
+
+    def __enter__(self) -> "VideoWriter":
+        self._atomic = atomic_output(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._container = av.open(tmp, "w")
+            stream = self._container.add_stream("libx264", rate=self.fps)
+            stream.width = self.width + self.width % 2
+            stream.height = self.height + self.height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self.crf)}
+            self._stream = stream
+        except BaseException as err:
+            self._abort(err)
+            raise
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (height, width, 3) uint8 RGB frame."""
+        if self._stream is None:
+            raise RuntimeError("VideoWriter.write called outside its `with` block")
+        frame = np.asarray(frame)
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"expected a ({self.height}, {self.width}, 3) uint8 frame, got {frame.shape} {frame.dtype}"
+            )
+        pad_h, pad_w = self.height % 2, self.width % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts = self.frames_written
+        video_frame.time_base = 1 / self.fps
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self._abort(exc)
+            return
+        try:
+            if self.frames_written == 0:
+                raise MediaError(f"no frames were written to {self.path!r}")
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        except BaseException as err:
+            self._abort(err)
+            raise
+        self._atomic.__exit__(None, None, None)
+
+    def _abort(self, err: BaseException) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError:
+                pass
+            self._container = None
+        self._atomic.__exit__(type(err), err, err.__traceback__)
+
+
+# --------------------------------------------------------------------------- muxing
+
+
+def mux_audio(
+    video_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    audio_offset: float = 0.0,
+    shortest: bool = True,
+) -> None:
+    """Copy the video stream of ``video_path`` and add the audio of ``audio_path`` as AAC.
+
+    ``audio_offset`` (seconds) is where in the audio file the first video frame starts:
+    that much audio is skipped. With ``shortest`` the output ends with the shorter stream
+    (never after the video); without it, the longer stream sets the length.
+    The result is written under a temporary name and renamed to ``out_path``.
+    """
+    video_path = _require_file(video_path, "video")
+    audio_path = _require_file(audio_path, "audio")
+    if audio_offset < 0:
+        raise ValueError(f"audio_offset must be >= 0 seconds, got {audio_offset}")
+    with atomic_output(out_path) as tmp:
+        args = ["-y", "-loglevel", "error", "-i", _ffmpeg_path(video_path)]
+        if audio_offset > 0:
+            args += ["-ss", f"{audio_offset:.6f}"]
+        args += [
+            "-i", _ffmpeg_path(audio_path),
+            "-map", "0:v:0",
+            "-map", "1:a:0",
+            "-c:v", "copy",
+            "-c:a", "aac",
+            "-b:a", "192k",
+        ]
+        if shortest:
+            # -shortest alone lets the audio overrun by up to the muxer's interleaving
+            # buffer (~0.2 s); capping at the video's duration makes the cut exact.
+            args += ["-shortest", "-t", f"{probe_video(video_path).duration:.6f}"]
+        args.append(_ffmpeg_path(tmp))
+        _run_ffmpeg(args, f"{os.fspath(video_path)} + {os.fspath(audio_path)}", "mux")
