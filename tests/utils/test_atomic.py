@@ -12,6 +12,10 @@ def test_success_replaces_target_and_leaves_no_temp(tmp_path):
         with open(tmp, "w") as f:
             f.write("new")
     assert target.read_text() == "new"
+    # Like a plain open(): readable by others under the usual umask, not mkstemp's 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (target.stat().st_mode & 0o777) == 0o666 & ~umask
     assert os.listdir(target.parent) == [target.name]
 
 

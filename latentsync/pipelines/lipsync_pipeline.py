@@ -1,0 +1,444 @@
+"""Video + audio in, lip-synced video out: LatentSync's inference as a diffusers pipeline.
+
+``LipsyncPipeline.__call__`` is a list of calls into one stage each: audio features
+(``latentsync.whisper``), face detection and tracking (``utils.face_detector``), alignment and
+restore (``utils.affine_transform``), masks (``utils.mask``), latents and denoising (here, with
+the arithmetic in ``pipelines.guidance``), and decode/encode/mux (``utils.media``).
+
+Everything after face detection streams one clip of ``num_frames`` output frames at a time:
+read, align, encode, denoise, decode, restore, write. Peak memory therefore does not depend on
+the video's length, and because the initial noise is one frame of noise shared by every frame
+of the video, a clip-wise run gives exactly what a run over all frames at once gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from latentsync.errors import NoFaceError
+from latentsync.models.unet import UNet3DConditionModel
+from latentsync.pipelines import guidance
+from latentsync.pipelines.deep_cache import DeepFeatureCache
+from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.utils.affine_transform import AlignRestore
+from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
+from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, load_audio, mux_audio
+
+logger = logging.getLogger(__name__)
+
+VIDEO_FPS = 25  # the rate the models were trained at; every input is resampled to it
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a run produced; counts are output frames."""
+
+    output_path: str
+    frames: int  # output frames (= audio duration x fps, rounded up)
+    synced_frames: int  # frames whose mouth was generated
+    frames_without_face: int  # frames copied through unchanged
+    source_frames: int  # input frames used (at 25 fps), before ping-pong looping
+
+
+@dataclass(frozen=True)
+class ClipConditioning:
+    """UNet inputs that stay fixed during one clip's denoising, already doubled for CFG.
+
+    ``mask`` (b, 1, f, h, w), ``masked_image_latents`` and ``reference_latents`` (b, 4, f, h, w);
+    ``pixel_values`` and ``masks`` (f, 3|1, r, r) are the pixel-space face and keep-mask, used to
+    paste the untouched surroundings back after decoding.
+    """
+
+    mask: torch.Tensor
+    masked_image_latents: torch.Tensor
+    reference_latents: torch.Tensor
+    pixel_values: torch.Tensor
+    masks: torch.Tensor
+
+
+@dataclass(frozen=True)
+class AlignedFrame:
+    """One output frame before synthesis: the full frame and, if a face was found, its aligned
+    crop (r, r, 3) uint8 and the (2, 3) frame-to-crop matrix."""
+
+    frame: np.ndarray
+    face: np.ndarray | None
+    matrix: np.ndarray | None
+
+
+def _frames_to_video(x: torch.Tensor) -> torch.Tensor:
+    """(f, c, h, w) per-frame tensors to the UNet's (1, c, f, h, w) clip layout."""
+    return x.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def _video_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(b, c, f, h, w) to (b*f, c, h, w), frame-major within each batch entry."""
+    return x.permute(0, 2, 1, 3, 4).flatten(0, 1)
+
+
+class LipsyncPipeline(DiffusionPipeline):
+    """DDIM sampling of mouth-region latents conditioned on Whisper audio features.
+
+    Components: ``vae`` (diffusers ``AutoencoderKL``), ``audio_encoder``
+    (:class:`~latentsync.whisper.audio2feature.Audio2Feature`), ``unet``
+    (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (``DDIMScheduler``).
+    Device and dtype follow the modules (``pipeline.to(device, dtype)``).
+    """
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        audio_encoder,
+        unet: UNet3DConditionModel,
+        scheduler: DDIMScheduler,
+    ) -> None:
+        super().__init__()
+        self.register_modules(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.deep_cache_interval: int | None = None
+
+    # ------------------------------------------------------------------ options
+
+    def enable_deepcache(self, interval: int = 3) -> None:
+        """Run the deep UNet blocks only every ``interval``-th step of a clip and reuse their
+        features in between (see :mod:`latentsync.pipelines.deep_cache`). Faster, slightly different."""
+        if interval < 1:
+            raise ValueError(f"deep-cache interval must be >= 1, got {interval}")
+        self.deep_cache_interval = interval
+
+    def disable_deepcache(self) -> None:
+        self.deep_cache_interval = None
+
+    def _bar(self, **kwargs) -> tqdm:
+        options = dict(getattr(self, "_progress_bar_config", {}))
+        options.update(kwargs)
+        return tqdm(**options)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    # ------------------------------------------------------------------ latents stage
+
+    def encode_latents(self, pixel_values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(f, 3, r, r) pixels in [-1, 1] to (1, C, f, r/8, r/8) scaled latents (a posterior sample)."""
+        pixel_values = pixel_values.to(device=self.vae.device, dtype=self.vae.dtype)
+        latents = self.vae.encode(pixel_values).latent_dist.sample(generator=generator)
+        config = self.vae.config
+        latents = guidance.vae_scale(latents, config.scaling_factor, config.shift_factor or 0.0)
+        return _frames_to_video(latents).to(self.dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(1, C, f, h, w) scaled latents to (f, 3, 8h, 8w) pixels, roughly in [-1, 1]."""
+        config = self.vae.config
+        latents = guidance.vae_unscale(latents, config.scaling_factor, config.shift_factor or 0.0)
+        return self.vae.decode(_video_to_frames(latents).to(self.vae.dtype)).sample
+
+    def prepare_conditioning(
+        self,
+        faces: np.ndarray | torch.Tensor,
+        mask: torch.Tensor,
+        guidance_scale: float,
+        generator: torch.Generator | None,
+    ) -> ClipConditioning:
+        """Mask, masked-face and reference latents of a clip of aligned faces (f, r, r, 3) uint8."""
+        pixel_values, masked_pixel_values, masks = prepare_masks_and_masked_images(faces, mask)
+        resolution = pixel_values.shape[-1]
+        if resolution % self.vae_scale_factor:
+            raise ValueError(f"resolution {resolution} is not a multiple of {self.vae_scale_factor}")
+        latent_hw = (resolution // self.vae_scale_factor,) * 2
+        mask_latents = _frames_to_video(guidance.mask_to_latent_size(masks, latent_hw))
+        # Same order as the reference, so draws from ``generator`` line up: masked face, then reference.
+        masked_latents = self.encode_latents(masked_pixel_values, generator)
+        reference_latents = self.encode_latents(pixel_values, generator)
+        device = masked_latents.device
+        return ClipConditioning(
+            mask=guidance.double_for_guidance(mask_latents.to(device=device, dtype=self.dtype), guidance_scale),
+            masked_image_latents=guidance.double_for_guidance(masked_latents, guidance_scale),
+            reference_latents=guidance.double_for_guidance(reference_latents, guidance_scale),
+            pixel_values=pixel_values,
+            masks=masks,
+        )
+
+    # ------------------------------------------------------------------ denoising stage
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        conditioning: ClipConditioning,
+        audio_embeds: torch.Tensor | None,
+        guidance_scale: float,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Run the scheduler's timesteps on one clip's latents (1, C, f, h, w).
+
+        ``audio_embeds`` (f, 50, D) are the clip's audio tokens; with CFG the null condition is
+        all-zero audio. ``scheduler.set_timesteps`` must have been called.
+        """
+        if self.scheduler.num_inference_steps is None:
+            raise RuntimeError("call scheduler.set_timesteps(...) before denoise()")
+        if audio_embeds is not None and self.unet.config.add_audio_layer:
+            audio_embeds = guidance.with_null_audio(audio_embeds.to(latents.device, self.dtype), guidance_scale)
+        else:
+            audio_embeds = None
+        cache = DeepFeatureCache(self.unet, self.deep_cache_interval) if self.deep_cache_interval else None
+        for t in self.scheduler.timesteps:
+            x = self.scheduler.scale_model_input(guidance.double_for_guidance(latents, guidance_scale), t)
+            x = guidance.unet_input(
+                x, conditioning.mask, conditioning.masked_image_latents, conditioning.reference_latents
+            )
+            with cache.step() if cache is not None else contextlib.nullcontext():
+                noise_pred = self.unet(x, t, encoder_hidden_states=audio_embeds).sample
+            noise_pred = guidance.split_and_guide(noise_pred, guidance_scale)
+            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
+        return latents
+
+    @torch.no_grad()
+    def sync_clip(
+        self,
+        faces: np.ndarray | torch.Tensor,
+        audio_embeds: torch.Tensor,
+        noise: torch.Tensor,
+        mask: torch.Tensor,
+        guidance_scale: float = 1.5,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Aligned faces (f, r, r, 3) uint8 + audio tokens (f, 50, D) -> synced faces (f, 3, r, r) in [-1, 1].
+
+        ``noise`` is the shared (1, C, 1, r/8, r/8) initial draw; only the mouth region (mask 0)
+        comes from the model, the rest is the input face.
+        """
+        conditioning = self.prepare_conditioning(faces, mask, guidance_scale, generator)
+        latents = guidance.frame_noise(noise, conditioning.pixel_values.shape[0]).to(self.dtype)
+        latents = self.denoise(latents, conditioning, audio_embeds, guidance_scale, eta, generator)
+        decoded = self.decode_latents(latents).float()
+        pixel_values = conditioning.pixel_values.to(decoded.device)
+        return guidance.paste_surroundings(decoded, pixel_values, conditioning.masks.to(decoded.device))
+
+    def initial_noise(self, resolution: int, generator: torch.Generator | None) -> torch.Tensor:
+        """One frame of noise (1, C, 1, r/8, r/8), shared by every frame of the video."""
+        side = resolution // self.vae_scale_factor
+        return guidance.shared_initial_noise(
+            1,
+            self.vae.config.latent_channels,
+            (side, side),
+            dtype=self.dtype,
+            device=self.unet.device,
+            generator=generator,
+            init_noise_sigma=self.scheduler.init_noise_sigma,
+        )
+
+    # ------------------------------------------------------------------ faces
+
+    def track_faces(
+        self, reader: VideoReader, num_frames: int, detector: FaceDetector, face_index: int | None
+    ) -> list[FaceDetection | None]:
+        """The synced person's detection in each of the first ``num_frames`` frames (None: not visible)."""
+        tracker = FaceTracker(face_index=face_index)
+        frames = self._bar(iterable=islice(reader, num_frames), total=num_frames, desc="detecting faces", unit="frame")
+        return tracker.track(frames, detector)
+
+    @staticmethod
+    def align(restorer: AlignRestore, frame: np.ndarray, detection: FaceDetection | None, resolution: int) -> AlignedFrame:
+        """Warp the face onto the template (landmarks rounded, as upstream) and resize it to the model size."""
+        if detection is None:
+            return AlignedFrame(frame, None, None)
+        crop, matrix = restorer.align_warp_face(frame, np.round(detection.landmarks), smooth=True)
+        face = cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4)
+        return AlignedFrame(frame, face, matrix)
+
+    @staticmethod
+    def restore(restorer: AlignRestore, aligned: AlignedFrame, face: torch.Tensor) -> np.ndarray:
+        """Paste a synced face (3, r, r) in [-1, 1] back into its frame (H, W, 3) uint8."""
+        crop_w, crop_h = restorer.face_size
+        face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        return restorer.restore_img(aligned.frame, face, aligned.matrix)
+
+    def aligned_frames(
+        self,
+        reader: VideoReader,
+        detections: Sequence[FaceDetection | None],
+        num_output_frames: int,
+        restorer: AlignRestore,
+        resolution: int,
+        spill_dir: str,
+    ) -> Iterator[AlignedFrame]:
+        """Output frames in order: the video forward, then (if the audio is longer) backward, forward...
+
+        Alignment runs once per source frame in forward order (its smoothing is sequential); the
+        looped passes replay frames, crops and matrices from a disk spill.
+        """
+        used = len(detections)
+        store = None
+        if num_output_frames > used:
+            face_shape = (resolution, resolution, 3)
+            store = FrameStore(os.path.join(spill_dir, "frames.bin"), (reader.height, reader.width, 3), face_shape)
+        try:
+            for frame, detection in zip(islice(reader, used), detections):
+                aligned = self.align(restorer, frame, detection, resolution)
+                if store is not None:
+                    store.append(aligned.frame, aligned.face, aligned.matrix)
+                yield aligned
+            for k in range(used, num_output_frames):
+                yield AlignedFrame(*store.read(pingpong_index(k, used)))
+        finally:
+            if store is not None:
+                store.close()
+
+    # ------------------------------------------------------------------ audio
+
+    def audio_tokens(self, features: torch.Tensor, frames: Sequence[int]) -> torch.Tensor:
+        """Whisper tokens (len(frames), 10*layers, D) of the given output frames, from 50 Hz features.
+
+        Built per clip rather than for the whole audio, so their memory does not grow with its length.
+        """
+        return torch.stack([self.audio_encoder.get_sliced_feature(features, k, fps=VIDEO_FPS)[0] for k in frames])
+
+    # ------------------------------------------------------------------ the whole video
+
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Sample with the UNet in eval mode, restoring its training flag afterwards."""
+        was_training = self.unet.training
+        self.unet.eval()
+        try:
+            yield
+        finally:
+            self.unet.train(was_training)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        video_path: str | os.PathLike,
+        audio_path: str | os.PathLike,
+        video_out_path: str | os.PathLike,
+        *,
+        face_detector: FaceDetector,
+        num_frames: int = 16,
+        resolution: int = 256,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 1.5,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH,
+        face_index: int | None = None,
+        pad_last_clip: bool = True,
+        temp_dir: str | os.PathLike | None = None,
+    ) -> SyncReport:
+        """Lip-sync ``video_path`` to ``audio_path`` and write ``video_out_path`` (H.264 + AAC).
+
+        The output lasts as long as the audio. ``pad_last_clip`` fills a short last clip with its
+        own frames played backward so the motion modules see ``num_frames`` frames (upstream runs
+        a shorter clip instead; set False to reproduce it). ``temp_dir`` is where a private
+        working folder is made (and removed); nothing else is written besides the output.
+        """
+        # 1. Check inputs.
+        if resolution % self.vae_scale_factor or resolution <= 0:
+            raise ValueError(f"resolution must be a positive multiple of {self.vae_scale_factor}, got {resolution}")
+        if num_frames < 1 or num_inference_steps < 1:
+            raise ValueError("num_frames and num_inference_steps must be >= 1")
+        reader = VideoReader(video_path, fps=VIDEO_FPS)  # probes the file: bad videos fail here, early
+        waveform = load_audio(audio_path, SAMPLE_RATE)
+
+        # 2. Audio: the sample count decides the output length; 50 Hz Whisper features.
+        total = output_frame_count(len(waveform), SAMPLE_RATE, VIDEO_FPS)
+        features = self.audio_encoder.audio2feat(waveform)
+        del waveform
+
+        # 3. Faces: one pass of detection + tracking over the input frames that will be used.
+        used = min(len(reader), total)
+        detections = self.track_faces(reader, used, face_detector, face_index)
+        with_face = sum(d is not None for d in detections)
+        if with_face == 0:
+            raise NoFaceError(
+                f"no face found in any of the {used} frames of {os.fspath(video_path)!r}; "
+                "use a video where the face is visible and frontal"
+            )
+        logger.info("face found in %d of %d input frames", with_face, used)
+
+        # 4. Sampling set-up: timesteps, the mask, one noise frame for the whole video.
+        self.scheduler.set_timesteps(num_inference_steps, device=self.unet.device)
+        mask = load_fixed_mask(resolution, mask_image_path)
+        noise = self.initial_noise(resolution, generator)
+        restorer = AlignRestore(resolution)
+
+        # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write.
+        work = tempfile.mkdtemp(prefix="latentsync-", dir=os.fspath(temp_dir) if temp_dir is not None else None)
+        frames = self.aligned_frames(reader, detections, total, restorer, resolution, work)
+        synced = 0
+        try:
+            silent_path = os.path.join(work, "video.mp4")
+            progress = self._bar(total=total, desc="lip-syncing", unit="frame")
+            with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer, progress:
+                for start, stop in clip_bounds(total, num_frames):
+                    clip = list(islice(frames, stop - start))
+                    outputs = self._sync_and_restore(
+                        clip, features, start, noise, mask, restorer, num_frames,
+                        guidance_scale, eta, generator, pad_last_clip,
+                    )
+                    for frame in outputs:
+                        writer.write(frame)
+                    synced += sum(a.face is not None for a in clip)
+                    progress.update(len(clip))
+
+            # 6. Mux the original audio (the video covers it to within one frame).
+            mux_audio(silent_path, audio_path, video_out_path)
+        finally:
+            frames.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+        report = SyncReport(os.fspath(video_out_path), total, synced, total - synced, used)
+        logger.info(
+            "wrote %s: %d frames, %d lip-synced, %d without a face copied unchanged",
+            report.output_path, report.frames, report.synced_frames, report.frames_without_face,
+        )
+        return report
+
+    def _sync_and_restore(
+        self,
+        clip: list[AlignedFrame],
+        features: torch.Tensor,
+        start: int,
+        noise: torch.Tensor,
+        mask: torch.Tensor,
+        restorer: AlignRestore,
+        num_frames: int,
+        guidance_scale: float,
+        eta: float,
+        generator: torch.Generator | None,
+        pad_last_clip: bool,
+    ) -> list[np.ndarray]:
+        """Output frames of one clip: frames with a face get the synced mouth, others pass through."""
+        have = [i for i, a in enumerate(clip) if a.face is not None]
+        if not have:
+            return [a.frame for a in clip]
+        # Frames without a face borrow the nearest face of the clip, so the clip stays continuous
+        # for the motion modules; their outputs are discarded.
+        faces = [clip[i].face if clip[i].face is not None else clip[min(have, key=lambda j: abs(j - i))].face
+                 for i in range(len(clip))]
+        order = padded_positions(len(clip), num_frames) if pad_last_clip else list(range(len(clip)))
+        faces = np.stack([faces[i] for i in order])
+        tokens = self.audio_tokens(features, [start + i for i in order])
+        synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
+        return [
+            self.restore(restorer, aligned, face) if aligned.face is not None else aligned.frame
+            for aligned, face in zip(clip, synced)
+        ]
