@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -12,3 +13,6 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # mediapipe 0.10.14 calls a protobuf API that protobuf 4.x marks deprecated, once per graph;
+    # the warning says nothing a user can act on.
+    warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
