@@ -1,0 +1,1 @@
+"""Evaluation scripts (SyncNet accuracy; sync confidence, FVD and image quality to come)."""

@@ -1,0 +1,1 @@
+"""Data processing pipeline for training data: one module per step."""
