@@ -39,7 +39,7 @@ def clips(tmp_path_factory):
     return {"dir": folder, "good": good, "other": other, "short": short, "silent": silent, "broken": str(broken)}
 
 
-def dataset(paths, tmp_path=None, **kwargs):
+def dataset(paths, **kwargs):
     options = dict(num_frames=N, resolution=64, lower_half=True, seed=7)
     options.update(kwargs)
     return SyncNetDataset(paths, **options)
