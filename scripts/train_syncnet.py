@@ -31,6 +31,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -65,6 +66,8 @@ OPTIONAL_KEYS = {
     "data.gradient_accumulation_steps": 1,
     "optimizer.max_grad_norm": 1.0,
     "optimizer.weight_decay": 1e-2,
+    "optimizer.lr_scheduler": "constant",
+    "optimizer.lr_warmup_steps": 0,
     "ckpt.resume_ckpt_path": "",
     "ckpt.keep_last_n": 0,
     "run.mixed_precision_training": False,
@@ -131,6 +134,7 @@ class Run:
     accelerator: Accelerator
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     train_loader: DataLoader
     val_loader: DataLoader
     vae: torch.nn.Module | None
@@ -189,8 +193,13 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> Run:
         lr=config.optimizer.lr,
         weight_decay=config.optimizer.weight_decay,
     )
+    # Stepped once per optimiser step (not prepared by accelerate, which would step it once per process).
+    lr_scheduler = get_scheduler(
+        config.optimizer.lr_scheduler, optimizer,
+        num_warmup_steps=config.optimizer.lr_warmup_steps, num_training_steps=config.run.max_train_steps,
+    )
     output_dir = config.data.train_output_dir
-    run = Run(config, accelerator, model, optimizer, None, None, None, output_dir)
+    run = Run(config, accelerator, model, optimizer, lr_scheduler, None, None, None, output_dir)
     resume = resolve_resume_path(config.ckpt.resume_ckpt_path, output_dir)
     rng_states = load_training_state(run, resume) if resume else None
 
@@ -245,6 +254,8 @@ def train(run: Run) -> None:
                 accelerator.clip_grad_norm_(run.model.parameters(), config.optimizer.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                run.lr_scheduler.step()
         micro_losses.append(loss.detach())
         seen += batch["video_index"].tolist()
         if not accelerator.sync_gradients:
@@ -323,6 +334,7 @@ def save_training_state(run: Run) -> None:
         state = {
             "global_step": run.global_step,
             "optimizer": run.optimizer.state_dict(),
+            "lr_scheduler": run.lr_scheduler.state_dict(),
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             "rng_states": rng_states,
             "history": {"train": run.history.train, "val": run.history.val},
@@ -390,6 +402,8 @@ def load_training_state(run: Run, weights_path: str) -> list[dict] | None:
             "resume from another step or pass a weights file without its state"
         )
     run.optimizer.load_state_dict(state["optimizer"])
+    if state.get("lr_scheduler"):
+        run.lr_scheduler.load_state_dict(state["lr_scheduler"])
     if state.get("scaler") and run.accelerator.scaler is not None:
         run.accelerator.scaler.load_state_dict(state["scaler"])
     run.history = History([tuple(x) for x in state["history"]["train"]], [tuple(x) for x in state["history"]["val"]])

@@ -23,6 +23,7 @@ from scipy.io import wavfile
 from latentsync.utils.media import VideoReader, ffmpeg_exe
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
+from tests.processes import run_group
 from tests.tiny_models import tiny_models  # noqa: F401  (session fixture)
 from tools.synthetic_media import FACE_CROP, MOUTH_CENTER, astronaut_face, speak, write_talking_video, write_wav
 
@@ -308,8 +309,7 @@ def test_batch_csv_skips_done_and_reports_failures(tiny_models, media, tmp_path,
 
 def _shell(args: list[str], cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", "inference.sh", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return run_group(["bash", "inference.sh", *args], cwd=cwd, env=env, timeout=300)
 
 
 def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F811

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from scripts.train_syncnet import (
 )
 from tests.conftest import REPO_ROOT, load_golden
 from tests.data.synthetic_clips import make_clip_set
+from tests.processes import run_group
 from tools.write_fileslist import write_fileslist
 
 CONFIG = "configs/syncnet/syncnet_tiny_cpu.yaml"
@@ -179,13 +179,19 @@ def test_state_and_weights_of_different_saves_are_refused(clip_lists, tmp_path):
 
 def test_resume_reproduces_the_unbroken_run(clip_lists, tmp_path):
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
-    assert main(tiny_args(clip_lists, unbroken, "run.max_train_steps=6")) == 0
+    # A warmup that is still running at the break: the resumed run must continue the schedule too.
+    warmup = ("optimizer.lr=1e-4", "optimizer.lr_scheduler=constant_with_warmup", "optimizer.lr_warmup_steps=5")
+    assert main(tiny_args(clip_lists, unbroken, "run.max_train_steps=6", *warmup)) == 0
     _fresh_state()
-    assert main(tiny_args(clip_lists, broken, "run.max_train_steps=3")) == 0
+    assert main(tiny_args(clip_lists, broken, "run.max_train_steps=3", *warmup)) == 0
+    state = torch.load(broken / "checkpoints" / "state-3.pt", weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 3 / 5)
     _fresh_state()
-    resumed = tiny_args(clip_lists, broken, "run.max_train_steps=6", "--resume_ckpt_path",
+    resumed = tiny_args(clip_lists, broken, "run.max_train_steps=6", *warmup, "--resume_ckpt_path",
                         str(broken / "checkpoints" / "checkpoint-3.pt"))
     assert main(resumed) == 0
+    state = torch.load(broken / "checkpoints" / "state-6.pt", weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
 
     reference, continued = history(unbroken, 6), history(broken, 6)
     assert [s for s, _ in continued] == [1, 2, 3, 4, 5, 6]  # the step count went on from 3
@@ -199,7 +205,7 @@ def test_resume_reproduces_the_unbroken_run(clip_lists, tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
     _fresh_state()  # 'latest' on a finished run finds step 6 and has nothing left to do
-    assert main(tiny_args(clip_lists, broken, "run.max_train_steps=6", "--resume_ckpt_path", "latest")) == 0
+    assert main(tiny_args(clip_lists, broken, "run.max_train_steps=6", *warmup, "--resume_ckpt_path", "latest")) == 0
 
 
 def test_bad_override_fails_with_one_line(clip_lists, tmp_path, caplog):
@@ -212,10 +218,10 @@ def test_two_processes_share_data_and_weights(clip_lists, tmp_path):
     args = tiny_args(clip_lists, out, "run.max_train_steps=2", "data.batch_size=2",
                      "run.validation_steps=2", "ckpt.save_ckpt_steps=2", "--debug_dump_dir", str(dump))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
+    done = run_group(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
          "-m", "scripts.train_syncnet", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=env, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -236,8 +242,7 @@ def test_two_processes_share_data_and_weights(clip_lists, tmp_path):
 
 @pytest.mark.slow
 def test_prove_syncnet_reaches_85_percent(tmp_path):
-    done = subprocess.run(["bash", "tools/prove_syncnet.sh", str(tmp_path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=3600)
+    done = run_group(["bash", "tools/prove_syncnet.sh", str(tmp_path)], cwd=REPO_ROOT, timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"syncnet_val_accuracy=(\d\.\d+)", last)
