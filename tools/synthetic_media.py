@@ -24,8 +24,10 @@ from latentsync.utils.media import SAMPLE_RATE, VideoWriter, ffmpeg_exe, load_au
 FACE_CROP = (60, 0, 380, 320)  # x0, y0, x1, y1 in photo pixels
 # Mouth centre and closed half-size in photo pixels (measured by eye on the photo).
 MOUTH_CENTER = (220.0, 146.0)
-MOUTH_HALF_WIDTH = 20.0
-MOUTH_MAX_HALF_HEIGHT = 9.0  # at envelope 1.0
+# A wide-open mouth is drawn larger than the photo's lips (by ~20% in width, ~50% in height) so
+# that degrees of opening stay visible at the 32x32 input of the CPU SyncNet proof.
+MOUTH_HALF_WIDTH = 24.0
+MOUTH_MAX_HALF_HEIGHT = 14.0  # at envelope 1.0
 BACKGROUND_RGB = (200, 200, 205)  # frames "without a face"
 
 
