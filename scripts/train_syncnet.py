@@ -255,13 +255,12 @@ def train(run: Run) -> None:
                 accelerator.clip_grad_norm_(run.model.parameters(), config.optimizer.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
-            if accelerator.sync_gradients:
-                run.lr_scheduler.step()
         micro_losses.append(loss.detach())
         seen += batch["video_index"].tolist()
         if not accelerator.sync_gradients:
             continue
 
+        run.lr_scheduler.step()
         run.global_step += 1
         step_loss = accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean").item()
         micro_losses.clear()

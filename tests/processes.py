@@ -6,6 +6,7 @@ shell script start would live on (a gloo worker then waits on its socket forever
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,17 +20,14 @@ def run_group(cmd: Sequence[str], timeout: float, **kwargs) -> subprocess.Comple
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except BaseException:  # timeout, KeyboardInterrupt, pytest's own timeout: leave no orphan behind
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid)
             proc.communicate()
             raise
         finally:
-            _kill_leftovers(proc.pid)
+            _kill_group(proc.pid)  # also descendants left after the leader exited (a worker whose rank 0 crashed)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def _kill_leftovers(group: int) -> None:
-    """Descendants still running after the leader exited (e.g. a worker whose rank 0 crashed)."""
-    try:
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
