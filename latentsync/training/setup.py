@@ -33,16 +33,22 @@ def build_accelerator(
     mixed_precision: bool = False,
     gradient_accumulation_steps: int = 1,
     cuda_prefers: str = "bf16",
+    log_with: str | None = None,
+    project_dir: str | None = None,
 ) -> Accelerator:
     """An ``Accelerator`` on ``device`` (auto | cuda | mps | cpu; a bad or unavailable one raises DeviceError).
 
     Under torchrun each process gets its own GPU (or the CPU); DDP runs over NCCL or gloo.
+    ``log_with`` ("tensorboard", "all", ...) names accelerate trackers; start them with
+    ``accelerator.init_trackers(name, config)`` and the loop logs losses and metrics to them.
     """
     chosen = pick_device(device)
     return Accelerator(
         cpu=chosen.type == "cpu",
         mixed_precision=mixed_precision_mode(mixed_precision, chosen, cuda_prefers),
         gradient_accumulation_steps=gradient_accumulation_steps,
+        log_with=log_with,
+        project_dir=project_dir,
     )
 
 
