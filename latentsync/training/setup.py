@@ -112,5 +112,11 @@ def build_val_loader(
     return DataLoader(dataset, batch_size=batch_size, sampler=shard, **_loader_options(accelerator, num_workers))
 
 
+def steps_per_epoch(dataset_size: int, accelerator: Accelerator, batch_size: int) -> int:
+    """Optimiser steps for every process to see its share of one epoch (e.g. to turn max_train_epochs into steps)."""
+    per_rank = -(-dataset_size // accelerator.num_processes)
+    return max(1, -(-per_rank // (batch_size * accelerator.gradient_accumulation_steps)))
+
+
 def _loader_options(accelerator: Accelerator, num_workers: int) -> dict:
     return dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=accelerator.device.type == "cuda")
