@@ -23,3 +23,7 @@ class CheckpointError(LatentSyncError):
 
 class ConfigError(LatentSyncError):
     """A configuration file is missing, malformed, or lacks a required key."""
+
+
+class OutputError(LatentSyncError):
+    """The output cannot be written where asked, or would overwrite one of the inputs."""
