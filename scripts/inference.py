@@ -199,17 +199,18 @@ def check_job(job: Job) -> None:
 def run_job(pipeline: LipsyncPipeline, job: Job, args: argparse.Namespace) -> None:
     seed = args.seed if args.seed != -1 else int(torch.seed() % (2**31))
     logger.info("syncing %s to %s (seed %d)", job.video, job.audio, seed)
-    pipeline(
-        job.video,
-        job.audio,
-        job.output,
-        num_inference_steps=args.inference_steps,
-        guidance_scale=args.guidance_scale,
-        generator=pipeline.make_generator(seed),
-        face_index=args.face_index,
-        temp_dir=args.temp_dir,
-        progress=TqdmProgress(),
-    )
+    with contextlib.closing(TqdmProgress()) as progress:  # bars of an interrupted stage close before the error line
+        pipeline(
+            job.video,
+            job.audio,
+            job.output,
+            num_inference_steps=args.inference_steps,
+            guidance_scale=args.guidance_scale,
+            generator=pipeline.make_generator(seed),
+            face_index=args.face_index,
+            temp_dir=args.temp_dir,
+            progress=progress,
+        )
 
 
 def batch_jobs(spec: str, output_dir: str | None) -> list[Job]:

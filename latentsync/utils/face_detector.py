@@ -220,6 +220,10 @@ class MediapipeFaceDetector:
         self._crop_mesh = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_score
         )
+        # The graphs open their models on their own threads, and log while doing so, after the
+        # constructors return: wait for that inside the silenced block.
+        for solution in (self._detector, self._crop_mesh):
+            solution._graph.wait_until_idle()
 
     def close(self) -> None:
         with self._quiet():
