@@ -9,8 +9,9 @@ Videos are read twice, frame by frame (detect, then crop): memory does not grow 
 
 from __future__ import annotations
 
+import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
 
 import cv2
@@ -31,18 +32,45 @@ SCENE_WIDTH = 256  # frames are shrunk to this width for shot detection
 
 @dataclass(frozen=True)
 class TrackSettings:
-    """Detection, shot, tracking and cropping settings; the defaults are the reference's."""
+    """Detection, shot, tracking and cropping settings; the defaults are the reference's (see ``_SETTING_HELP``)."""
 
-    conf_threshold: float = 0.9  # S3FD score a face needs
-    detect_scale: float = 0.25  # frames are resized by this before detection
-    iou_threshold: float = 0.5  # consecutive boxes of one track overlap more than this
-    min_track: int = 50  # a track has more detections than this, in a shot at least this long
-    num_failed_det: int = 25  # frames a track may go without a detection
-    min_face_size: float = 100.0  # px, mean width or height of a kept track
-    crop_scale: float = 0.4  # crop padding, in face sizes
-    smooth_kernel: int = 13  # median filter of box size and centre (odd)
-    scene_threshold: float = 27.0  # mean HSV change that cuts a shot (PySceneDetect's ContentDetector); 0: no cuts
-    min_scene_len: int = 15  # frames, shortest shot
+    conf_threshold: float = 0.9
+    detect_scale: float = 0.25
+    iou_threshold: float = 0.5
+    min_track: int = 50
+    num_failed_det: int = 25
+    min_face_size: float = 100.0
+    crop_scale: float = 0.4
+    smooth_kernel: int = 13
+    scene_threshold: float = 27.0
+    min_scene_len: int = 15
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One ``--name`` flag per setting, defaulting to the reference's value."""
+        group = parser.add_argument_group("face detection and tracking (defaults: the reference's)")
+        for field in fields(cls):
+            group.add_argument(f"--{field.name}", type=type(field.default), default=field.default,
+                               help=_SETTING_HELP[field.name] + " (default: %(default)s)")
+
+
+_SETTING_HELP = {
+    "conf_threshold": "S3FD score a face needs",
+    "detect_scale": "frames are resized by this factor before detection",
+    "iou_threshold": "consecutive boxes of one track overlap more than this",
+    "min_track": "a track needs more detections than this, in a shot at least this long",
+    "num_failed_det": "frames a track may go without a detection",
+    "min_face_size": "px, mean width or height of a kept track",
+    "crop_scale": "crop padding around the face, in face sizes",
+    "smooth_kernel": "median filter length of the box size and centre (odd)",
+    "scene_threshold": "mean HSV change between frames that cuts a shot (0: no shot detection)",
+    "min_scene_len": "frames, shortest shot",
+}
+
+
+def track_settings(args: argparse.Namespace) -> TrackSettings:
+    """The settings given by :meth:`TrackSettings.add_arguments` flags."""
+    return TrackSettings(**{field.name: getattr(args, field.name) for field in fields(TrackSettings)})
 
 
 @dataclass(frozen=True)
@@ -145,12 +173,24 @@ def crop_geometry(track: FaceTrack, kernel: int) -> tuple[np.ndarray, np.ndarray
 
 
 def crop_face(frame: np.ndarray, half: float, cx: float, cy: float, crop_scale: float, size: int = CROP_SIZE) -> np.ndarray:
-    """The reference's crop: from ``half`` above the centre to (1 + 2 crop_scale) ``half`` below, resized to ``size``."""
+    """The reference's crop: from ``half`` above the centre to (1 + 2 crop_scale) ``half`` below, resized to ``size``.
+
+    The reference pads the whole frame by (1 + 2 crop_scale) ``half`` with grey 110 and cuts the crop from
+    that; the same pixels are copied here without building the padded frame.
+    """
     pad = int(half * (1 + 2 * crop_scale))
-    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-    my, mx = cy + pad, cx + pad
-    face = padded[int(my - half) : int(my + half * (1 + 2 * crop_scale)),
-                  int(mx - half * (1 + crop_scale)) : int(mx + half * (1 + crop_scale))]
+    my, mx = cy + pad, cx + pad  # centre in padded-frame coordinates
+    top, bottom = int(my - half), int(my + half * (1 + 2 * crop_scale))
+    left, right = int(mx - half * (1 + crop_scale)), int(mx + half * (1 + crop_scale))
+    height, width = frame.shape[:2]
+    # numpy slicing clips the window to the padded frame (2 pad larger than the frame each way)
+    top, left = max(top, 0), max(left, 0)
+    bottom, right = min(bottom, height + 2 * pad), min(right, width + 2 * pad)
+    face = np.full((max(bottom - top, 0), max(right - left, 0), 3), PAD_VALUE, np.uint8)
+    y0, y1 = max(top, pad), min(bottom, pad + height)
+    x0, x1 = max(left, pad), min(right, pad + width)
+    if y1 > y0 and x1 > x0:
+        face[y0 - top : y1 - top, x0 - left : x1 - left] = frame[y0 - pad : y1 - pad, x0 - pad : x1 - pad]
     return cv2.resize(face, (size, size))
 
 

@@ -6,6 +6,8 @@ StyleGAN-V and the reference take it; covariances are unbiased (``np.cov``).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -47,7 +49,10 @@ class FeatureStats:
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2)."""
-    root, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings():
+        # Sets smaller than the feature width always have singular covariances; the root is still usable.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
     return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1 + sigma2 - 2 * root)))
 
 

@@ -12,6 +12,7 @@ short-range detector and resized with area interpolation, as the reference does)
 from __future__ import annotations
 
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -34,7 +35,9 @@ def load_i3d(path: str | os.PathLike, device: torch.device) -> torch.jit.ScriptM
     """The I3D TorchScript file, in eval mode on ``device``."""
     path = require_model_file(path)
     try:
-        model = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():  # the field's I3D ships only as TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # RuntimeError for non-TorchScript files, among others
         raise CheckpointError(f"{path} is not a TorchScript I3D model ({str(exc).splitlines()[0]})") from exc
     return model.eval().to(device)

@@ -34,7 +34,10 @@ INT16_SCALE = 32768.0  # the reference computes MFCCs on raw int16 sample values
 
 @dataclass(frozen=True)
 class SyncResult:
-    """One face track's verdict: ``offset`` in frames (> 0: the audio lags the video), LSE-D, LSE-C."""
+    """One face track's verdict: ``offset`` k in frames, LSE-D (``min_dist``), LSE-C (``confidence``).
+
+    k > 0: video window i matches audio window i - k (the audio leads); k < 0: the audio lags.
+    """
 
     offset: int
     min_dist: float
