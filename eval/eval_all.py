@@ -34,7 +34,7 @@ MEANS = ["lse_c", "lse_d", "hyperiqa", "ssim", "psnr"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m eval.eval_all", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m eval.eval_all", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval_list", required=True, help="CSV of video,audio rows (relative to the CSV)")
     parser.add_argument("--checkpoint", help="UNet weights to generate with (omit with --skip_inference)")
@@ -68,7 +68,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> str:
     made = [p for p in pairs if os.path.isfile(p.output)]
     missing = [{"video": p.output, "error": "no output: inference failed for this pair"} for p in pairs if p not in made]
     outputs = [p.output for p in made]
-    sources = sorted({p.video for p in pairs})
+    sources = sorted({p.video for p in made})  # the real set: sources of the generated videos
 
     scorer, detector, settings = build_sync(args, device)
     sync = list(sync_rows(outputs, scorer, detector, settings, progress))

@@ -21,7 +21,7 @@ from latentsync.utils.logging import configure_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m eval.inference_videos", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m eval.inference_videos", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval_list", required=True, help="CSV of video,audio rows")
     parser.add_argument("--checkpoint", required=True, help="UNet weights ({'state_dict', 'global_step'} .pt)")
