@@ -140,21 +140,23 @@ def frame_fid_stats(
     videos: Sequence[str], inception: torch.nn.Module, stride: int, batch_size: int,
     errors: dict[str, str], progress: bool = True, desc: str = "FID",
 ) -> FeatureStats:
-    """Inception feature statistics of every ``stride``-th frame of each video."""
+    """Inception feature statistics of every ``stride``-th frame of each video (a video counts whole or not at all)."""
     stats = FeatureStats(FID_DIM)
     for video in tqdm(videos, desc=desc, unit="video", disable=not progress):
         try:
-            batch = []
+            feats, batch = [], []
             for index, frame in enumerate(VideoReader(video)):
                 if index % stride == 0:
                     batch.append(frame)
                 if len(batch) == batch_size:
-                    stats.update(inception_features(inception, np.stack(batch)))
+                    feats.append(inception_features(inception, np.stack(batch)))
                     batch = []
             if batch:
-                stats.update(inception_features(inception, np.stack(batch)))
+                feats.append(inception_features(inception, np.stack(batch)))
         except VIDEO_FAILURES as err:
             errors[video] = failure(video, err)["error"]
+            continue
+        stats.update(np.concatenate(feats))
     return stats
 
 
