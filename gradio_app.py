@@ -11,9 +11,9 @@ their place in line. Uploads and results live in a temporary folder made at star
 --temp_dir) and removed at exit; nothing outside it is written.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio finds the `gr.Request` parameter by its evaluated annotation.
 import argparse
+import hashlib
 import logging
 import os
 import queue
@@ -46,7 +46,7 @@ IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_TYPES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_TYPES)  # or a video's sound
 EXAMPLES = [(paths.PROJECT_ROOT / "assets" / "demo_video.mp4", paths.PROJECT_ROOT / "assets" / "demo_audio.wav")]
 CACHE_CLEANUP = (1800, 3600)  # every 30 min, Gradio deletes its uploads and results older than an hour
-RESULT_SUFFIX = "_lipsynced.mp4"
+RESULT_SUFFIX = "_lipsynced.mp4"  # face.mp4 -> face_lipsynced.mp4
 
 # What the page says while each stage of the pipeline runs (see latentsync.pipelines.progress).
 STAGE_LABELS = {
@@ -129,7 +129,7 @@ def job_devices(device: str, concurrency: int | None) -> list[torch.device]:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     gpus = torch.cuda.device_count() if chosen.type == "cuda" else 0
-    count = concurrency or max(gpus, 1)
+    count = max(gpus, 1) if concurrency is None else concurrency
     if count < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {count}")
     if gpus > 1:
@@ -295,7 +295,7 @@ def progress_hook(progress: Callable) -> ProgressHook:
 
 
 class Workspace:
-    """The app's temporary folder: Gradio's cache (uploads, results it serves) and one folder per session."""
+    """The app's temporary folder: Gradio's cache (uploads, the results it serves) and one folder per session."""
 
     def __init__(self, parent: str | None) -> None:
         self.root = tempfile.mkdtemp(prefix="latentsync-gradio-", dir=parent)
@@ -304,30 +304,37 @@ class Workspace:
         os.mkdir(self.gradio_cache)
         os.mkdir(self.sessions)
 
-    def new_session(self) -> str:
-        return tempfile.mkdtemp(prefix="session-", dir=self.sessions)
+    def _session_path(self, session_hash: str) -> str:
+        # The hash comes from the browser: only a digest of it names a folder.
+        return os.path.join(self.sessions, hashlib.sha256(session_hash.encode()).hexdigest()[:32])
 
-    def remove_session(self, folder: str | None) -> None:
-        """Delete a session's folder (only one this workspace made)."""
-        if folder and os.path.dirname(os.path.abspath(folder)) == self.sessions:
+    def new_job_dir(self, session_hash: str) -> str:
+        """A fresh folder for one job's result and working files, inside its session's folder."""
+        session = self._session_path(session_hash)
+        os.makedirs(session, exist_ok=True)
+        return tempfile.mkdtemp(prefix="job-", dir=session)
+
+    def remove_job_dir(self, folder: str | None) -> None:
+        if folder and os.path.dirname(os.path.dirname(folder)) == self.sessions:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_session(self, session_hash: str) -> None:
+        """Delete a closed session's folder: every result it made (Gradio serves its own copies)."""
+        shutil.rmtree(self._session_path(session_hash), ignore_errors=True)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_job(workspace: Workspace, session: str, face: str, audio: str, settings: dict) -> Job:
-    """A job writing into the session's folder; the session's previous result is removed first."""
-    for name in os.listdir(session):
-        if name.endswith(RESULT_SUFFIX):
-            os.remove(os.path.join(session, name))
+def new_job(work_dir: str, face: str, audio: str, settings: dict) -> Job:
+    """A job writing its result and working files into ``work_dir``; seed -1 draws one."""
     seed = int(settings["seed"])
     face_index = int(settings["face_index"])
     return Job(
         video=face,
         audio=audio,
-        output=os.path.join(session, Path(face).stem + RESULT_SUFFIX),
-        work_dir=session,
+        output=os.path.join(work_dir, Path(face).stem + RESULT_SUFFIX),
+        work_dir=work_dir,
         steps=int(settings["steps"]),
         guidance=float(settings["guidance"]),
         seed=seed if seed != -1 else int(torch.seed() % (2**31)),
@@ -347,25 +354,24 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
     defaults = args.generation
 
     def lipsync(video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index, audio_windows,
-                session, progress=gr.Progress()):
+                request: gr.Request, progress=gr.Progress()):
         settings = dict(steps=steps, guidance=guidance, seed=seed, deepcache=deepcache,
                         deepcache_interval=deepcache_interval, face_index=face_index, audio_windows=audio_windows)
-        fresh = None
+        work_dir = None
         try:
             face, speech = check_inputs(video, photo, audio, args.max_seconds)
             if service.problem:
                 raise LatentSyncError("The models are not loaded; the message at the top of the page says why.")
-            if not session or not os.path.isdir(session):
-                session = fresh = workspace.new_session()
-            job = new_job(workspace, session, face, speech, settings)
+            work_dir = workspace.new_job_dir(request.session_hash or "api")
+            job = new_job(work_dir, face, speech, settings)
             start = time.monotonic()
             report = service.run(job, progress_hook(progress))
         except LatentSyncError as err:
-            workspace.remove_session(fresh)
+            workspace.remove_job_dir(work_dir)
             logger.info("request refused: %s", err)
             raise gr.Error(readable(err, video, photo, audio), duration=None) from err
         except Exception as err:  # a bug: keep serving, log the details, tell the user plainly
-            workspace.remove_session(fresh)
+            workspace.remove_job_dir(work_dir)
             logger.exception("request failed")
             raise gr.Error(f"Something went wrong on the server ({type(err).__name__}); the log has the details.",
                            duration=None) from err
@@ -373,13 +379,15 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
         done = (f"Done in {seconds:.1f} s: {report.frames} frames, {report.synced_frames} lip-synced, "
                 f"{report.frames_without_face} without a face (copied unchanged). Seed {job.seed}.")
         logger.info("%s -> %s", done, report.output_path)
-        return report.output_path, done, session
+        return report.output_path, done
+
+    def end_session(request: gr.Request) -> None:
+        workspace.remove_session(request.session_hash)
 
     with gr.Blocks(title="LatentSync", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown("# LatentSync lip-sync\nUpload a video (or a photo) of a face and the speech it should say.")
         if service.problem:
             gr.Markdown(f"## Not ready\n{service.problem}", elem_id="problem")
-        session = gr.State(None, delete_callback=workspace.remove_session)
         with gr.Row():
             with gr.Column():
                 with gr.Tabs():
@@ -412,12 +420,13 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
         button.click(
             lipsync,
             inputs=[video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index,
-                    audio_windows, session],
-            outputs=[result, summary, session],
+                    audio_windows],
+            outputs=[result, summary],
             api_name="lipsync",
             concurrency_limit=service.slots,
             concurrency_id="pipelines",
         )
+        demo.unload(end_session)  # the tab closed: its results go
     demo.queue(max_size=args.max_queue, default_concurrency_limit=service.slots)
     return demo
 
@@ -437,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
+    start_dir = os.getcwd()
     workspace = Workspace(args.temp_dir)
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -446,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         if service.problem:
             logger.warning("%s", service.problem)
         demo = build_demo(service, workspace, args)
-        demo.launch(
+        os.chdir(workspace.root)  # what Gradio writes to relative paths (.gradio/) lands in the workspace too
+        _, local_url, share_url = demo.launch(
             server_name=args.host,
             server_port=args.port,
             share=args.share,
@@ -454,13 +465,18 @@ def main(argv: list[str] | None = None) -> int:
             allowed_paths=[workspace.root],
             ssr_mode=False,
             footer_links=["api"],
+            quiet=True,
+            prevent_thread_lock=True,
         )
+        logger.info("serving on %s%s (Ctrl+C stops)", local_url, f" and {share_url}" if share_url else "")
+        demo.block_thread()
     except OSError as err:  # the port is taken, the address is wrong...
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     finally:
+        os.chdir(start_dir)
         workspace.close()
     return 0
 

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
 import gradio_app
-from latentsync.errors import MediaError
+from latentsync.errors import ConfigError, MediaError
+from latentsync.utils.media import VideoReader
 from tests.conftest import REPO_ROOT
-from tests.processes import run_group, start_group, stop_group
+from tests.processes import start_group, stop_group
 from tests.scripts.test_inference import assert_valid_output
 from tests.tiny_models import tiny_models  # noqa: F401  (session fixture)
 from tools.synthetic_media import speak, write_talking_video, write_wav
@@ -67,10 +70,12 @@ def media(tmp_path_factory) -> dict:
     write_talking_video(root / "face.mp4", speech[: int(1.6 * SR)], size=VIDEO_SIZE, with_audio=False)
     write_talking_video(root / "no_face.mp4", speech[: SR // 2], size=VIDEO_SIZE, blank_frames=range(13),
                         with_audio=False)
+    first_frame = next(iter(VideoReader(root / "face.mp4")))
+    cv2.imwrite(str(root / "photo.png"), cv2.cvtColor(first_frame, cv2.COLOR_RGB2BGR))
     (root / "fake.mp4").write_text("this is a text file, not a video\n")
     (root / "notes.txt").write_text("not a video either\n")
     return {name: root / name for name in
-            ("speech.wav", "too_long.wav", "face.mp4", "no_face.mp4", "fake.mp4", "notes.txt")}
+            ("speech.wav", "too_long.wav", "face.mp4", "no_face.mp4", "photo.png", "fake.mp4", "notes.txt")}
 
 
 def free_port() -> int:
@@ -223,7 +228,15 @@ def test_browser_upload_generate_download(server, browser, media, tmp_path):
     # Progress per stage reached the page through the pipeline's hook.
     stages = page.evaluate("[...window.__stages].sort()")
     assert {"2", "3"} <= set(stages), stages
+
+    # The session's folder holds the result until the tab closes, then it goes.
+    (sessions,) = server.temp.glob("*/sessions")
+    assert [p.name for p in sessions.glob("*/job-*/*")] == ["face_lipsynced.mp4"]
     page.context.close()
+    deadline = time.monotonic() + 90
+    while list(sessions.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert list(sessions.iterdir()) == [], "the closed session's folder was not removed"
 
 
 def test_browser_bad_file_shows_error_then_valid_request_succeeds(server, browser, media, tmp_path):
@@ -272,15 +285,21 @@ def test_gradio_client_gets_a_video_and_readable_errors(server, media, tmp_path)
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path))
 
-    def lipsync(video: Path, audio: Path, seed: int = 7):
-        return client.predict(handle_file(str(video)), None, handle_file(str(audio)), 1, 1.5, seed, True, 3, -1,
-                              "overlap", api_name="/lipsync")
+    def lipsync(video: Path | None, audio: Path, seed: int = 7, photo: Path | None = None, steps: int = 1):
+        files = [handle_file(str(path)) if path else None for path in (video, photo, audio)]
+        return client.predict(*files, steps, 1.5, seed, True, 3, -1, "overlap", api_name="/lipsync")
 
     video, summary = lipsync(media["face.mp4"], media["speech.wav"])
     assert Path(video).is_relative_to(tmp_path)
     assert_valid_output(Path(video), AUDIO_SECONDS, size=VIDEO_SIZE)
     assert "30 frames, 30 lip-synced, 0 without a face" in summary and "Seed 7" in summary
 
+    # A photo instead of a video: a still face for as long as the audio.
+    video, summary = lipsync(None, media["speech.wav"], photo=media["photo.png"])
+    assert_valid_output(Path(video), AUDIO_SECONDS, size=VIDEO_SIZE)
+
+    with pytest.raises(AppError, match="less than minimum value 1"):  # Gradio checks the sliders' ranges
+        lipsync(media["face.mp4"], media["speech.wav"], steps=0)
     refused = {
         "notes.txt": (media["notes.txt"], media["speech.wav"], "'notes.txt' is not a video or a photo"),
         "too long": (media["face.mp4"], media["too_long.wav"], f"at most {MAX_SECONDS} s"),
@@ -321,18 +340,20 @@ def test_missing_checkpoints_page_explains_and_app_exits_cleanly(browser, media,
 # --------------------------------------------------------------------------- the command line
 
 
-def test_help_lists_share_and_server_options():
-    result = run_group([sys.executable, str(REPO_ROOT / "gradio_app.py"), "--help"], timeout=120)
-    assert result.returncode == 0, result.stderr
+def test_help_lists_share_and_server_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        gradio_app.main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
     for flag in ("--share", "--host", "--port", "--auth", "--concurrency", "--max_seconds",
                  "--unet_config_path", "--inference_ckpt_path", "--whisper_path", "--vae_path"):
-        assert flag in result.stdout, flag
+        assert flag in out, flag
 
 
-def test_bad_auth_is_one_error_line():
-    result = run_group([sys.executable, str(REPO_ROOT / "gradio_app.py"), "--auth", "nopassword"], timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: --auth must look like USER:PASS"]
+def test_bad_auth_is_one_error_line(capsys, tmp_path):
+    assert gradio_app.main(["--auth", "nopassword", "--temp_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --auth must look like USER:PASS"]
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- in process
@@ -361,6 +382,14 @@ def test_check_inputs_refuses_before_model_work(media, tmp_path):
         with pytest.raises(MediaError) as caught:
             check(*args)
         assert message in str(caught.value), name
+
+
+def test_job_devices():
+    cpu = torch.device("cpu")
+    assert gradio_app.job_devices("cpu", None) == [cpu]
+    assert gradio_app.job_devices("cpu", 2) == [cpu, cpu]
+    with pytest.raises(ConfigError, match="--concurrency"):
+        gradio_app.job_devices("cpu", 0)
 
 
 def test_progress_hook_reports_each_stage():
