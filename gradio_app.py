@@ -8,7 +8,8 @@ Examples (from any folder):
 The pipelines are loaded once at start (one per job that may run at once: by default one per
 GPU, else one) and reused; Gradio's queue runs at most that many jobs and shows waiting users
 their place in line. Uploads and results live in a temporary folder made at start (under
---temp_dir) and removed at exit; nothing outside it is written.
+--temp_dir) and removed at exit; a session's results go when its tab closes. Nothing outside
+that folder is written (except, with --share, Gradio's tunnel client in its own cache).
 """
 
 # No `from __future__ import annotations`: Gradio finds the `gr.Request` parameter by its evaluated annotation.
@@ -185,7 +186,7 @@ class Lipsyncer:
             args.inference_ckpt_path,
             whisper_path=args.whisper_path,
             vae_path=args.vae_path,
-            device="cuda" if device.type == "cuda" else device.type,
+            device=device.type,
             face_detector=args.face_detector,
         )
         return pipeline.to(device) if device.index else pipeline

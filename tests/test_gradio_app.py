@@ -175,11 +175,15 @@ def browser():
 # --------------------------------------------------------------------------- page helpers
 
 
-def open_page(browser, server: Server):
+def open_page(browser, server: Server, login: tuple[str, str] | None = None):
     context = browser.new_context(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
     page = context.new_page()
     page.add_init_script(WATCH_PAGE_JS)
     page.goto(server.url)
+    if login:
+        page.get_by_label("username").fill(login[0])
+        page.get_by_label("password").fill(login[1])
+        page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#generate")
     return page
 
@@ -216,6 +220,7 @@ def test_browser_upload_generate_download(server, browser, media, tmp_path):
     assert "LatentSync" in page.title()
     footer = page.locator("#footer").inner_text()
     assert "device cpu" in footer and "unet.pt" in footer and "gradio 6." in footer
+    assert page.get_by_text("demo_audio.wav").is_visible()  # the example from assets/
     upload(page, media["face.mp4"], media["speech.wav"])
     screenshot(page, tmp_path / "1_uploaded.png")
     page.click("#generate")
@@ -316,13 +321,17 @@ def test_gradio_client_gets_a_video_and_readable_errors(server, media, tmp_path)
 # --------------------------------------------------------------------------- without checkpoints
 
 
-def test_missing_checkpoints_page_explains_and_app_exits_cleanly(browser, media, tmp_path):
+def test_missing_checkpoints_page_explains_behind_auth_and_app_exits_cleanly(browser, media, tmp_path):
     models = SimpleNamespace(unet_config=REPO_ROOT / "configs" / "unet" / "stage2_512.yaml",
                              unet_ckpt=tmp_path / "absent" / "latentsync_unet.pt",
                              whisper=tmp_path / "absent" / "tiny.pt", vae=tmp_path / "absent" / "vae")
-    app = launch(tmp_path, models)
+    app = launch(tmp_path, models, "--auth", "ann:pa:ss")
     try:
-        page = open_page(browser, app)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(app.url + "gradio_api/info", timeout=30)
+        assert refused.value.code == 401
+
+        page = open_page(browser, app, login=("ann", "pa:ss"))
         problem = page.locator("#problem").inner_text()
         screenshot(page, tmp_path / "missing_checkpoints.png")
         assert "model files are missing" in problem
