@@ -181,15 +181,9 @@ class Lipsyncer:
 
     def _load(self, device: torch.device) -> LipsyncPipeline:
         args = self.args
-        pipeline = load_pipeline(
-            args.unet_config_path,
-            args.inference_ckpt_path,
-            whisper_path=args.whisper_path,
-            vae_path=args.vae_path,
-            device=device.type,
-            face_detector=args.face_detector,
-        )
-        return pipeline.to(device) if device.index else pipeline
+        pipeline = load_pipeline(args.unet_config_path, args.inference_ckpt_path, whisper_path=args.whisper_path,
+                                 vae_path=args.vae_path, device=device.type, face_detector=args.face_detector)
+        return pipeline.to(device) if device.index else pipeline  # one job per GPU: cuda:1, cuda:2...
 
     def _peek(self) -> LipsyncPipeline:
         pipeline = self._free.get()

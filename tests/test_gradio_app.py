@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -31,7 +30,7 @@ from latentsync.utils.media import VideoReader
 from tests.conftest import REPO_ROOT
 from tests.processes import start_group, stop_group
 from tests.scripts.test_inference import assert_valid_output
-from tests.tiny_models import tiny_models  # noqa: F401  (session fixture)
+from tests.tiny_models import TinyModels, tiny_models  # noqa: F401  (session fixture)
 from tools.synthetic_media import speak, write_talking_video, write_wav
 
 SR = 16000
@@ -110,10 +109,7 @@ def launch(root: Path, models, *extra: str) -> Server:
     port = free_port()
     cmd = [
         sys.executable, str(REPO_ROOT / "gradio_app.py"),
-        "--unet_config_path", str(models.unet_config),
-        "--inference_ckpt_path", str(models.unet_ckpt),
-        "--whisper_path", str(models.whisper),
-        "--vae_path", str(models.vae),
+        *models.flags(),
         "--device", "cpu",
         "--face_detector", "mediapipe",
         "--port", str(port),
@@ -322,9 +318,9 @@ def test_gradio_client_gets_a_video_and_readable_errors(server, media, tmp_path)
 
 
 def test_missing_checkpoints_page_explains_behind_auth_and_app_exits_cleanly(browser, media, tmp_path):
-    models = SimpleNamespace(unet_config=REPO_ROOT / "configs" / "unet" / "stage2_512.yaml",
-                             unet_ckpt=tmp_path / "absent" / "latentsync_unet.pt",
-                             whisper=tmp_path / "absent" / "tiny.pt", vae=tmp_path / "absent" / "vae")
+    absent = tmp_path / "absent"
+    models = TinyModels(REPO_ROOT / "configs" / "unet" / "stage2_512.yaml", absent / "latentsync_unet.pt",
+                        absent / "tiny.pt", absent / "vae")
     app = launch(tmp_path, models, "--auth", "ann:pa:ss")
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
