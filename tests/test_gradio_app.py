@@ -329,7 +329,6 @@ def test_missing_checkpoints_page_explains_behind_auth_and_app_exits_cleanly(bro
 
         page = open_page(browser, app, login=("ann", "pa:ss"))
         problem = page.locator("#problem").inner_text()
-        screenshot(page, tmp_path / "missing_checkpoints.png")
         assert "model files are missing" in problem
         for needle in ("UNet checkpoint", "Whisper checkpoint", "VAE folder", "setup_env.sh", "hf download",
                        "ByteDance/LatentSync-1.6", "stabilityai/sd-vae-ft-mse"):
@@ -337,6 +336,7 @@ def test_missing_checkpoints_page_explains_behind_auth_and_app_exits_cleanly(bro
         upload(page, media["face.mp4"], media["speech.wav"])
         page.click("#generate")
         page.get_by_text("The models are not loaded").wait_for(timeout=60_000)
+        screenshot(page, tmp_path / "missing_checkpoints.png")
         page.context.close()
     finally:
         assert_stopped_cleanly(app)
