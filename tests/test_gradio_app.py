@@ -29,7 +29,7 @@ from latentsync.errors import ConfigError, MediaError
 from latentsync.utils.media import VideoReader
 from tests.conftest import REPO_ROOT
 from tests.processes import start_group, stop_group
-from tests.scripts.test_inference import assert_valid_output
+from tests.scripts.test_inference import assert_valid_output, describe
 from tests.tiny_models import TinyModels, tiny_models  # noqa: F401  (session fixture)
 from tools.synthetic_media import speak, write_talking_video, write_wav
 
@@ -162,8 +162,10 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start.
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start. The fake
+        # media device is a microphone that plays a tone, granted without asking.
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
         yield chromium
         chromium.close()
 
@@ -172,7 +174,8 @@ def browser():
 
 
 def open_page(browser, server: Server, login: tuple[str, str] | None = None):
-    context = browser.new_context(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 1100}, accept_downloads=True,
+                                  permissions=["microphone"])
     page = context.new_page()
     page.add_init_script(WATCH_PAGE_JS)
     page.goto(server.url)
@@ -257,6 +260,28 @@ def test_browser_bad_file_shows_error_then_valid_request_succeeds(server, browse
     result = download_result(page, tmp_path / "downloads")
     screenshot(page, tmp_path / "2_result.png")
     assert_valid_output(result, AUDIO_SECONDS, size=VIDEO_SIZE)
+    page.context.close()
+
+
+def test_browser_microphone_recording(server, browser, media, tmp_path):
+    page = open_page(browser, server)
+    page.locator("#video input[type=file]").set_input_files(str(media["face.mp4"]))
+    audio = page.locator("#audio")
+    audio.get_by_label("Record audio").click()
+    audio.get_by_role("button", name="Record", exact=True).click()
+    time.sleep(2)
+    audio.get_by_role("button", name="Stop", exact=True).first.click()
+    page.locator(CLEAR_AUDIO).wait_for()
+    page.locator(CLEAR_VIDEO).wait_for()
+    screenshot(page, tmp_path / "1_recorded.png")
+    page.click("#generate")
+    result = download_result(page, tmp_path / "downloads")
+    screenshot(page, tmp_path / "2_result.png")
+    info = describe(result)
+    assert (info["width"], info["height"]) == VIDEO_SIZE
+    assert 1.0 < info["audio_seconds"] < 10, info  # about the 2 s recorded
+    assert abs(info["frames"] / 25 - info["audio_seconds"]) <= 1 / 25
+    assert f"{info['frames']} frames, {info['frames']} lip-synced" in page.locator("#summary").inner_text()
     page.context.close()
 
 
