@@ -74,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python gradio_app.py", description=__doc__, formatter_class=_HelpFormatter)
     add = parser.add_argument
-    add("--unet_config_path", default=project("unet_config_path"), help="UNet config (stage2_512.yaml: 1.6, stage2.yaml: 1.5)")
-    add("--inference_ckpt_path", default=project("inference_ckpt_path"), help="UNet weights, {'state_dict', 'global_step'} .pt")
-    add("--whisper_path", default=project("whisper_path"), help="Whisper checkpoint; None: picked by the UNet's audio width")
+    add("--unet_config_path", default=project("unet_config_path"),
+        help="UNet config (stage2_512.yaml: 1.6, stage2.yaml: 1.5)")
+    add("--inference_ckpt_path", default=project("inference_ckpt_path"),
+        help="UNet weights, {'state_dict', 'global_step'} .pt")
+    add("--whisper_path", default=project("whisper_path"),
+        help="Whisper checkpoint; None: picked by the UNet's audio width")
     add("--vae_path", default=project("vae_path"), help="folder of a diffusers AutoencoderKL")
-    add("--device", choices=DEVICE_CHOICES, default=defaults.device, help="where to run; auto = cuda, then mps, then cpu")
+    add("--device", choices=DEVICE_CHOICES, default=defaults.device,
+        help="where to run; auto = cuda, then mps, then cpu")
     add("--face_detector", choices=("auto", "insightface", "mediapipe"), default=defaults.face_detector)
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network interface)")
     add("--port", type=int, default=7860, help="port to listen on")
@@ -222,7 +226,8 @@ def describe_models(args: argparse.Namespace, pipeline: LipsyncPipeline, devices
     config = paths.project_path(args.unet_config_path)
     release = next((f"LatentSync {name}" for name, r in manifest.releases.items()
                     if paths.project_path(r.unet_config) == config), "custom UNet config")
-    where = ", ".join(sorted({f"{d} ({torch.cuda.get_device_name(d)})" if d.type == "cuda" else str(d) for d in devices}))
+    where = ", ".join(sorted({f"{d} ({torch.cuda.get_device_name(d)})" if d.type == "cuda" else str(d)
+                              for d in devices}))
     versions = ", ".join(f"{package} {metadata.version(package)}" for package in ("torch", "diffusers", "gradio"))
     return (
         f"{release}: UNet `{Path(args.inference_ckpt_path).name}` ({Path(args.unet_config_path).name}, "
@@ -261,7 +266,7 @@ def check_inputs(video: str | None, photo: str | None, audio: str | None, max_se
     try:
         seconds = len(load_audio(audio)) / SAMPLE_RATE
     except MediaError as err:
-        raise MediaError(f"{_name(audio)!r} cannot be read as audio (or it holds no sound); is it really audio?") from err
+        raise MediaError(f"{_name(audio)!r} cannot be read as audio (or holds no sound); is it really audio?") from err
     for what, length in (("video", 0.0 if info.is_image else info.duration), ("audio", seconds)):
         if length > max_seconds:
             raise MediaError(f"The {what} lasts {length:.1f} s; this server takes at most {max_seconds:g} s. Trim it.")

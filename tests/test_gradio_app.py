@@ -329,8 +329,9 @@ def test_gradio_client_gets_a_video_and_readable_errors(server, media, tmp_path)
     refused = {
         "notes.txt": (media["notes.txt"], media["speech.wav"], "'notes.txt' is not a video or a photo"),
         "too long": (media["face.mp4"], media["too_long.wav"], f"at most {MAX_SECONDS} s"),
-        "no face": (media["no_face.mp4"], media["speech.wav"], "no face found in any of the 13 frames of 'no_face.mp4'"),
-        "audio is a video": (media["face.mp4"], media["fake.mp4"], "'fake.mp4' cannot be read as audio"),
+        "no face": (media["no_face.mp4"], media["speech.wav"],
+                    "no face found in any of the 13 frames of 'no_face.mp4'"),
+        "audio unreadable": (media["face.mp4"], media["fake.mp4"], "'fake.mp4' cannot be read as audio"),
     }
     for name, (video, audio, message) in refused.items():
         with pytest.raises(AppError) as caught:
