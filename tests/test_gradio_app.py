@@ -219,7 +219,7 @@ def test_browser_upload_generate_download(server, browser, media, tmp_path):
     assert "LatentSync" in page.title()
     footer = page.locator("#footer").inner_text()
     assert "device cpu" in footer and "unet.pt" in footer and "gradio 6." in footer
-    assert page.get_by_text("demo_audio.wav").is_visible()  # the example from assets/
+    page.get_by_text("demo_audio.wav").wait_for()  # the example from assets/
     upload(page, media["face.mp4"], media["speech.wav"])
     screenshot(page, tmp_path / "1_uploaded.png")
     page.click("#generate")
