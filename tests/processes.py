@@ -28,6 +28,25 @@ def run_group(cmd: Sequence[str], timeout: float, **kwargs) -> subprocess.Comple
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def start_group(cmd: Sequence[str], **kwargs) -> subprocess.Popen:
+    """Start a long-running command (a server) in its own process group; end it with :func:`stop_group`."""
+    return subprocess.Popen(cmd, start_new_session=True, **kwargs)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> int | None:
+    """SIGTERM the group (the command may clean up), SIGKILL it after ``timeout`` s; the leader's exit code
+    (None when it had to be killed)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    _kill_group(proc.pid)  # also anything the leader left behind
+    proc.wait()
+    return code
+
+
 def _kill_group(group: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)

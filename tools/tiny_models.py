@@ -144,6 +144,15 @@ class TinyModels:
     whisper: Path
     vae: Path
 
+    def flags(self) -> list[str]:
+        """The command-line flags (scripts/inference.py, gradio_app.py) that point at these files."""
+        return [
+            "--unet_config_path", str(self.unet_config),
+            "--inference_ckpt_path", str(self.unet_ckpt),
+            "--whisper_path", str(self.whisper),
+            "--vae_path", str(self.vae),
+        ]
+
 
 def write_all(folder: Path, seed: int = 0, whisper_source: Path | None = None) -> TinyModels:
     """A complete tiny model set under ``folder``; ``whisper_source`` is copied as the Whisper checkpoint."""

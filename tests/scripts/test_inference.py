@@ -59,10 +59,7 @@ def media(tmp_path_factory) -> dict:
 
 def model_args(models, temp_dir: Path) -> list[str]:
     return [
-        "--unet_config_path", str(models.unet_config),
-        "--inference_ckpt_path", str(models.unet_ckpt),
-        "--whisper_path", str(models.whisper),
-        "--vae_path", str(models.vae),
+        *models.flags(),
         "--inference_steps", "1",
         "--device", "cpu",
         "--face_detector", "mediapipe",
