@@ -15,6 +15,7 @@ import urllib.request
 
 from latentsync.config import load_config
 from latentsync.errors import LatentSyncError
+from latentsync.paths import hf_download_command
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger("download_checkpoints")
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         logger.warning("the Hugging Face hub is unreachable; %d checkpoint files are missing:", len(missing))
         for repo_id, filename, local_dir in missing:
-            logger.warning("  %s  <- .venv/bin/hf download %s %s --local-dir %s",
-                           os.path.join(local_dir, filename), repo_id, filename, local_dir)
+            logger.warning("  %s  <- %s", os.path.join(local_dir, filename),
+                           hf_download_command(repo_id, [filename], local_dir))
         logger.warning("inference needs them; tests do not (they build tiny models)")
     return 0
 

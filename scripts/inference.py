@@ -18,21 +18,20 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from latentsync import paths
 from latentsync.config import load_config, to_container
-from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, MediaError
+from latentsync.errors import ConfigError, LatentSyncError, MediaError
+from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+from latentsync.pipelines.loading import load_pipeline
+from latentsync.pipelines.progress import TqdmProgress
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger("inference")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = os.path.relpath(PROJECT_ROOT / "configs" / "inference.yaml")
-CHECKPOINTS_MANIFEST = PROJECT_ROOT / "configs" / "checkpoints.yaml"
-SCHEDULER_DIR = PROJECT_ROOT / "configs"  # holds scheduler_config.json
-WHISPER_BY_WIDTH = {384: "whisper/tiny.pt", 768: "whisper/small.pt"}
+DEFAULT_CONFIG = paths.shown_path(paths.INFERENCE_CONFIG)
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".png", ".jpg", ".jpeg")
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus")
 
@@ -86,93 +85,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- models
 
 
-def _download_hint(unet_config_path: str, filename: str) -> str:
-    """The command that fetches ``filename`` (relative to the checkpoints folder) for this config."""
-    manifest = load_config(CHECKPOINTS_MANIFEST)
-    release = next((name for name, r in manifest.releases.items() if r.unet_config == unet_config_path), "1.6")
-    setup = "bash setup_env.sh" + ("" if release == "1.6" else f" --release {release}")
-    if filename == "vae":
-        vae = manifest.vae
-        files = " ".join(vae.files)
-        return f"run `{setup}` or `hf download {vae.repo_id} {files} --local-dir {vae.local_dir}`"
-    repo = manifest.releases[release].repo_id
-    return f"run `{setup}` or `hf download {repo} {filename} --local-dir {manifest.local_dir}`"
-
-
-def _require(path: str, what: str, unet_config_path: str, filename: str, folder: bool = False) -> str:
-    exists = os.path.isdir(path) if folder else os.path.isfile(path)
-    if not exists:
-        hint = _download_hint(unet_config_path, filename)
-        raise CheckpointError(f"{what} not found at {path!r}: {hint}")
-    return path
-
-
-@dataclass(frozen=True)
-class Loaded:
-    pipeline: object
-    detector: object
-    config: object
-    device: torch.device
-
-
-def load_models(args: argparse.Namespace) -> Loaded:
-    """Build the pipeline and the face detector once (batch runs reuse them)."""
-    from diffusers import AutoencoderKL, DDIMScheduler
-
-    from latentsync.models.unet import UNet3DConditionModel
-    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
-    from latentsync.utils.device import pick_device, pick_dtype
-    from latentsync.utils.face_detector import make_face_detector
-    from latentsync.whisper.audio2feature import Audio2Feature
-
-    config = load_config(
-        args.unet_config_path, required=("data.resolution", "data.num_frames", "model.cross_attention_dim")
+def load_models(args: argparse.Namespace) -> LipsyncPipeline:
+    """The pipeline and its face detector, built once (batch runs reuse them)."""
+    return load_pipeline(
+        args.unet_config_path,
+        args.inference_ckpt_path,
+        whisper_path=args.whisper_path,
+        vae_path=args.vae_path,
+        device=args.device,
+        face_detector=args.face_detector,
+        audio_windows=args.audio_windows,
+        audio_cache_dir=args.audio_cache_dir,
+        deepcache_interval=args.deepcache_interval if args.enable_deepcache else None,
     )
-    width = config.model.cross_attention_dim
-    whisper_path = args.whisper_path
-    if whisper_path is None:
-        if width not in WHISPER_BY_WIDTH:
-            raise ConfigError(f"no default Whisper model for audio width {width}; pass --whisper_path")
-        local_dir = load_config(CHECKPOINTS_MANIFEST).local_dir
-        whisper_path = os.path.join(local_dir, WHISPER_BY_WIDTH[width])
-    _require(args.inference_ckpt_path, "UNet checkpoint", args.unet_config_path, "latentsync_unet.pt")
-    _require(whisper_path, "Whisper checkpoint", args.unet_config_path, WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt"))
-    _require(args.vae_path, "VAE folder", args.unet_config_path, "vae", folder=True)
-
-    try:
-        device = pick_device(args.device)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    dtype = pick_dtype(device)
-    logger.info("device %s, dtype %s", device, dtype)
-
-    audio_encoder = Audio2Feature(
-        whisper_path,
-        device=device,
-        num_frames=config.data.num_frames,
-        audio_feat_length=list(config.data.get("audio_feat_length", [2, 2])),
-        windows=args.audio_windows,
-        cache_dir=args.audio_cache_dir,
-    )
-    if audio_encoder.embedding_dim != width:
-        raise ConfigError(
-            f"Whisper model {whisper_path!r} gives {audio_encoder.embedding_dim}-wide features but "
-            f"{args.unet_config_path} expects {width}; pass the matching --whisper_path"
-        )
-    unet = UNet3DConditionModel.from_checkpoint(config, args.inference_ckpt_path, device=device, dtype=dtype)
-    try:
-        vae = AutoencoderKL.from_pretrained(args.vae_path, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the VAE from {args.vae_path!r}: {err}") from err
-    scheduler = DDIMScheduler.from_pretrained(SCHEDULER_DIR)
-    pipeline = LipsyncPipeline(vae=vae.to(device), audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
-    if args.enable_deepcache:
-        pipeline.enable_deepcache(args.deepcache_interval)
-    detector = make_face_detector(args.face_detector, device=str(device))
-    return Loaded(pipeline, detector, config, device)
 
 
 # --------------------------------------------------------------------------- one pair / a batch
@@ -185,25 +113,19 @@ class Job:
     output: str
 
 
-def run_job(loaded: Loaded, job: Job, args: argparse.Namespace) -> None:
+def run_job(pipeline: LipsyncPipeline, job: Job, args: argparse.Namespace) -> None:
     seed = args.seed if args.seed != -1 else int(torch.seed() % (2**31))
-    generator_device = "cpu" if loaded.device.type == "mps" else loaded.device
-    generator = torch.Generator(device=generator_device).manual_seed(seed)
     logger.info("syncing %s to %s (seed %d)", job.video, job.audio, seed)
-    data = loaded.config.data
-    loaded.pipeline(
+    pipeline(
         job.video,
         job.audio,
         job.output,
-        face_detector=loaded.detector,
-        num_frames=data.num_frames,
-        resolution=data.resolution,
         num_inference_steps=args.inference_steps,
         guidance_scale=args.guidance_scale,
-        generator=generator,
-        mask_image_path=data.get("mask_image_path") or PROJECT_ROOT / "latentsync" / "utils" / "mask.png",
+        generator=pipeline.make_generator(seed),
         face_index=args.face_index,
         temp_dir=args.temp_dir,
+        progress=TqdmProgress(),
     )
 
 
@@ -243,7 +165,7 @@ def batch_jobs(spec: str, output_dir: str | None) -> list[Job]:
     raise ConfigError(f"--batch {spec!r} is neither a csv file nor a folder")
 
 
-def run_batch(loaded: Loaded, jobs: list[Job], args: argparse.Namespace) -> int:
+def run_batch(pipeline: LipsyncPipeline, jobs: list[Job], args: argparse.Namespace) -> int:
     done = skipped = 0
     failures: list[str] = []
     for index, job in enumerate(jobs, 1):
@@ -253,7 +175,7 @@ def run_batch(loaded: Loaded, jobs: list[Job], args: argparse.Namespace) -> int:
             continue
         logger.info("[%d/%d] %s", index, len(jobs), job.output)
         try:
-            run_job(loaded, job, args)
+            run_job(pipeline, job, args)
             done += 1
         except LatentSyncError as err:
             failures.append(f"{job.video} + {job.audio}: {one_line(err)}")

@@ -1,141 +1,36 @@
-"""Tiny random-weight models written in the official on-disk formats, for CPU pipeline tests.
+"""Tiny random-weight models for CPU pipeline tests (builders in ``tools/tiny_models.py``).
 
-Each builder writes what ``scripts/inference.py`` reads in production, so tests exercise the real
-loading code: a UNet ``{"state_dict", "global_step"}`` checkpoint plus its YAML config, an
-openai-whisper checkpoint, and a diffusers ``AutoencoderKL`` folder (``save_pretrained``).
+The tests' Whisper checkpoint is the golden random one, so audio features match the golden vectors.
 """
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-import yaml
+
+from tools.tiny_models import (  # noqa: F401  (re-exported for the tests)
+    TINY_RESOLUTION,
+    WHISPER_WIDTH,
+    TinyModels,
+    tiny_unet_config,
+    write_unet,
+    write_vae,
+)
+from tools.tiny_models import write_all as _write_all
+from tools.tiny_models import write_whisper as _write_whisper
 
 GOLDEN_DIR = Path(__file__).parent / "fixtures" / "golden"
-WHISPER_WIDTH = 64  # n_audio_state of the golden random whisper checkpoint
-TINY_RESOLUTION = 64  # face crop side in pixels; latents are 8x8 with the VAE's factor 8
-
-
-def tiny_unet_config(resolution: int = TINY_RESOLUTION, num_frames: int = 16) -> dict:
-    """A stage2-like config: motion modules on, audio cross-attention of the whisper width, tiny channels.
-
-    Motion-module GroupNorms use 32 groups, so every level keeps 32 channels.
-    """
-    model = {
-        "act_fn": "silu",
-        "add_audio_layer": True,
-        "attention_head_dim": 8,
-        "block_out_channels": [32, 32, 32, 32],
-        "center_input_sample": False,
-        "cross_attention_dim": WHISPER_WIDTH,
-        "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
-        "mid_block_type": "UNetMidBlock3DCrossAttn",
-        "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
-        "downsample_padding": 1,
-        "flip_sin_to_cos": True,
-        "freq_shift": 0,
-        "in_channels": 13,
-        "layers_per_block": 1,
-        "mid_block_scale_factor": 1,
-        "norm_eps": 1e-5,
-        "norm_num_groups": 8,
-        "out_channels": 4,
-        "sample_size": resolution // 8,
-        "resnet_time_scale_shift": "default",
-        "use_motion_module": True,
-        "motion_module_resolutions": [2, 8],
-        "motion_module_mid_block": False,
-        "motion_module_decoder_only": False,
-        "motion_module_type": "Vanilla",
-        "motion_module_kwargs": {
-            "num_attention_heads": 8,
-            "num_transformer_block": 1,
-            "attention_block_types": ["Temporal_Self", "Temporal_Self"],
-            "temporal_position_encoding": True,
-            "temporal_position_encoding_max_len": 24,
-            "temporal_attention_dim_div": 1,
-            # Random (not zero) output projections, so the temporal path really runs in tests.
-            "zero_initialize": False,
-        },
-    }
-    data = {
-        "num_frames": num_frames,
-        "resolution": resolution,
-        "mask_image_path": "latentsync/utils/mask.png",
-        "audio_sample_rate": 16000,
-        "video_fps": 25,
-        "audio_feat_length": [2, 2],
-    }
-    return {"data": data, "model": model}
-
-
-def write_unet(folder: Path, seed: int = 0, resolution: int = TINY_RESOLUTION) -> tuple[Path, Path]:
-    """Write ``unet.yaml`` and ``unet.pt`` (``{"state_dict", "global_step"}``); return (config, checkpoint)."""
-    from latentsync.models.unet import UNet3DConditionModel
-
-    folder.mkdir(parents=True, exist_ok=True)
-    config = tiny_unet_config(resolution)
-    config_path = folder / "unet.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    torch.manual_seed(seed)
-    unet = UNet3DConditionModel.from_config(config["model"])
-    # A fresh model zero-initialises conv_in/conv_out (it would ignore its input and predict zero
-    # noise); random values there make the output depend on faces, audio and timestep.
-    with torch.no_grad():
-        for name, param in unet.named_parameters():
-            if name.startswith(("conv_in.", "conv_out.")) and not param.abs().any():
-                param.normal_(0.0, 0.05)
-    ckpt_path = folder / "unet.pt"
-    torch.save({"state_dict": unet.state_dict(), "global_step": 1}, ckpt_path)
-    return config_path, ckpt_path
+GOLDEN_WHISPER = GOLDEN_DIR / "whisper_tiny_random.pt"
 
 
 def write_whisper(folder: Path) -> Path:
     """The golden random whisper checkpoint (dims + model_state_dict, fp16), width 64."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "tiny.pt"
-    shutil.copyfile(GOLDEN_DIR / "whisper_tiny_random.pt", target)
-    return target
-
-
-def write_vae(folder: Path, seed: int = 0) -> Path:
-    """A diffusers ``AutoencoderKL`` folder with four levels (scale factor 8, like SD) and 4 latent channels."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=TINY_RESOLUTION,
-        scaling_factor=0.18215,
-    )
-    vae.save_pretrained(folder)
-    return folder
-
-
-@dataclass(frozen=True)
-class TinyModels:
-    """Paths of a complete tiny model set, laid out like ``checkpoints/``."""
-
-    unet_config: Path
-    unet_ckpt: Path
-    whisper: Path
-    vae: Path
+    return _write_whisper(folder, GOLDEN_WHISPER)
 
 
 def write_all(folder: Path, seed: int = 0) -> TinyModels:
-    unet_config, unet_ckpt = write_unet(folder / "unet", seed)
-    return TinyModels(unet_config, unet_ckpt, write_whisper(folder / "whisper"), write_vae(folder / "vae", seed))
+    return _write_all(folder, seed, whisper_source=GOLDEN_WHISPER)
 
 
 @pytest.fixture(scope="session")

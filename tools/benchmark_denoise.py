@@ -18,13 +18,15 @@ import time
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from latentsync.paths import CONFIGS_DIR
+
 
 def build_pipeline(config_path: str, device: torch.device, dtype: torch.dtype):
-    from diffusers import AutoencoderKL, DDIMScheduler
+    from diffusers import AutoencoderKL
 
     from latentsync.config import load_config, to_container
     from latentsync.models.unet import UNet3DConditionModel
-    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+    from latentsync.pipelines.loading import assemble_pipeline
 
     with torch.device(device):
         unet = UNet3DConditionModel.from_config(to_container(load_config(config_path).model))
@@ -41,9 +43,7 @@ def build_pipeline(config_path: str, device: torch.device, dtype: torch.dtype):
     # Random, non-zero weights everywhere (a fresh UNet has zero conv_in/conv_out).
     for module in (unet.conv_in, unet.conv_out):
         torch.nn.init.normal_(module.weight, std=0.02)
-    unet, vae = unet.to(dtype).eval(), vae.to(dtype).eval()
-    scheduler = DDIMScheduler.from_pretrained("configs")
-    return LipsyncPipeline(vae=vae, audio_encoder=None, unet=unet, scheduler=scheduler)
+    return assemble_pipeline(vae.eval(), unet.eval(), device=device, dtype=dtype)
 
 
 def time_clip(pipe, args, device, attention: str, deepcache: int | None) -> tuple[float, float, torch.Tensor]:
@@ -74,7 +74,7 @@ def time_clip(pipe, args, device, attention: str, deepcache: int | None) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/unet/stage2_512.yaml")
+    parser.add_argument("--config", default=str(CONFIGS_DIR / "unet" / "stage2_512.yaml"))
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)

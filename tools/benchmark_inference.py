@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -42,30 +43,20 @@ def make_inputs(folder: str, seconds: float, size: int) -> tuple[str, str]:
 def child(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line with the peak RSS and timing."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler
 
-    from latentsync.config import load_config
-    from latentsync.models.unet import UNet3DConditionModel
-    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
-    from latentsync.utils.face_detector import make_face_detector
-    from latentsync.whisper.audio2feature import Audio2Feature
+    from latentsync.pipelines.loading import load_pipeline
 
     torch.set_num_threads(args.threads)
     models = json.loads(args.models)
-    config = load_config(models["unet_config"])
-    pipe = LipsyncPipeline(
-        vae=AutoencoderKL.from_pretrained(models["vae"]),
-        audio_encoder=Audio2Feature(models["whisper"], device="cpu"),
-        unet=UNet3DConditionModel.from_checkpoint(config, models["unet_ckpt"]),
-        scheduler=DDIMScheduler.from_pretrained("configs"),
+    pipe = load_pipeline(
+        models["unet_config"], models["unet_ckpt"], whisper_path=models["whisper"], vae_path=models["vae"],
+        device="cpu", face_detector="mediapipe",
     )
     pipe.set_progress_bar_config(disable=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         report = pipe(
             args.video, args.audio, os.path.join(out_dir, "out.mp4"),
-            face_detector=make_face_detector("mediapipe"),
-            resolution=config.data.resolution,
             num_inference_steps=args.steps,
             generator=torch.Generator().manual_seed(0),
         )
@@ -89,11 +80,11 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
 
-    from tests.tiny_models import write_all
+    from tools.tiny_models import write_all
 
     results = []
     with tempfile.TemporaryDirectory(prefix="latentsync-bench-") as tmp:
-        models = write_all(__import__("pathlib").Path(tmp) / "models")
+        models = write_all(Path(tmp) / "models")
         paths = {k: str(v) for k, v in vars(models).items()}
         for seconds in args.seconds:
             video, audio = make_inputs(tmp, seconds, args.size)

@@ -28,13 +28,13 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
 
 from latentsync.errors import NoFaceError
 from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.affine_transform import AlignRestore
 from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
@@ -98,7 +98,10 @@ class LipsyncPipeline(DiffusionPipeline):
     Components: ``vae`` (diffusers ``AutoencoderKL``), ``audio_encoder``
     (:class:`~latentsync.whisper.audio2feature.Audio2Feature`), ``unet``
     (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (``DDIMScheduler``).
-    Device and dtype follow the modules (``pipeline.to(device, dtype)``).
+    Device and dtype follow the modules: ``pipeline.to(device, dtype)`` moves them all, the audio
+    encoder included. Build one from checkpoint files with
+    :func:`latentsync.pipelines.loading.load_pipeline`, which also sets the call defaults
+    (``face_detector``, ``num_frames``, ``resolution``, ``mask_image_path``).
     """
 
     def __init__(
@@ -112,6 +115,28 @@ class LipsyncPipeline(DiffusionPipeline):
         self.register_modules(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.deep_cache_interval: int | None = None
+        self.face_detector: FaceDetector | None = None
+        self.num_frames = 16
+        self.resolution = 256
+        self.mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
+
+    def set_defaults(
+        self, *, num_frames: int, resolution: int, mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
+    ) -> None:
+        """The UNet config's clip length, face resolution and mask, used when a call does not name them."""
+        self.num_frames, self.resolution, self.mask_image_path = num_frames, resolution, mask_image_path
+
+    def to(self, *args, **kwargs) -> "LipsyncPipeline":
+        """diffusers' ``to`` (device and/or dtype of the modules), then the audio encoder follows the UNet's device."""
+        super().to(*args, **kwargs)
+        if self.audio_encoder is not None:
+            self.audio_encoder.to(self.unet.device)
+        return self
+
+    def make_generator(self, seed: int) -> torch.Generator:
+        """A seeded generator for ``__call__``: on the UNet's device (the CPU for MPS, which has no generator)."""
+        device = self.unet.device if self.unet.device.type != "mps" else torch.device("cpu")
+        return torch.Generator(device=device).manual_seed(seed)
 
     # ------------------------------------------------------------------ options
 
@@ -124,11 +149,6 @@ class LipsyncPipeline(DiffusionPipeline):
 
     def disable_deepcache(self) -> None:
         self.deep_cache_interval = None
-
-    def _bar(self, **kwargs) -> tqdm:
-        options = dict(getattr(self, "_progress_bar_config", {}))
-        options.update(kwargs)
-        return tqdm(**options)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -249,12 +269,16 @@ class LipsyncPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ faces
 
     def track_faces(
-        self, reader: VideoReader, num_frames: int, detector: FaceDetector, face_index: int | None
+        self,
+        reader: VideoReader,
+        num_frames: int,
+        detector: FaceDetector,
+        face_index: int | None,
+        progress: ProgressHook | None = None,
     ) -> list[FaceDetection | None]:
         """The synced person's detection in each of the first ``num_frames`` frames (None: not visible)."""
         tracker = FaceTracker(face_index=face_index)
-        frames = self._bar(iterable=islice(reader, num_frames), total=num_frames, desc="detecting faces", unit="frame")
-        return tracker.track(frames, detector)
+        return tracker.track(_counted(islice(reader, num_frames), num_frames, "faces", progress), detector)
 
     @staticmethod
     def align(restorer: AlignRestore, frame: np.ndarray, detection: FaceDetection | None, resolution: int) -> AlignedFrame:
@@ -331,17 +355,18 @@ class LipsyncPipeline(DiffusionPipeline):
         audio_path: str | os.PathLike,
         video_out_path: str | os.PathLike,
         *,
-        face_detector: FaceDetector,
-        num_frames: int = 16,
-        resolution: int = 256,
+        face_detector: FaceDetector | None = None,
+        num_frames: int | None = None,
+        resolution: int | None = None,
         num_inference_steps: int = 20,
         guidance_scale: float = 1.5,
         eta: float = 0.0,
         generator: torch.Generator | None = None,
-        mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH,
+        mask_image_path: str | os.PathLike | None = None,
         face_index: int | None = None,
         pad_last_clip: bool = True,
         temp_dir: str | os.PathLike | None = None,
+        progress: ProgressHook | None = None,
     ) -> SyncReport:
         """Lip-sync ``video_path`` to ``audio_path`` and write ``video_out_path`` (H.264 + AAC).
 
@@ -349,7 +374,45 @@ class LipsyncPipeline(DiffusionPipeline):
         own frames played backward so the motion modules see ``num_frames`` frames (upstream runs
         a shorter clip instead; set False to reproduce it). ``temp_dir`` is where a private
         working folder is made (and removed); nothing else is written besides the output.
+        ``face_detector``, ``num_frames``, ``resolution`` and ``mask_image_path`` default to the
+        pipeline's (see :meth:`set_defaults`). ``progress(stage, done, total)`` is told how far
+        each stage is (see :mod:`latentsync.pipelines.progress`); by default tqdm bars show it.
         """
+        face_detector = face_detector if face_detector is not None else self.face_detector
+        if face_detector is None:
+            raise ValueError("no face detector: pass face_detector= or build the pipeline with load_pipeline()")
+        num_frames = num_frames or self.num_frames
+        resolution = resolution or self.resolution
+        mask_image_path = mask_image_path or self.mask_image_path
+        bars = TqdmProgress(**getattr(self, "_progress_bar_config", {})) if progress is None else None
+        try:
+            return self._run(
+                video_path, audio_path, video_out_path, face_detector, num_frames, resolution, num_inference_steps,
+                guidance_scale, eta, generator, mask_image_path, face_index, pad_last_clip, temp_dir,
+                progress or bars,
+            )
+        finally:
+            if bars is not None:
+                bars.close()
+
+    def _run(
+        self,
+        video_path: str | os.PathLike,
+        audio_path: str | os.PathLike,
+        video_out_path: str | os.PathLike,
+        face_detector: FaceDetector,
+        num_frames: int,
+        resolution: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        eta: float,
+        generator: torch.Generator | None,
+        mask_image_path: str | os.PathLike,
+        face_index: int | None,
+        pad_last_clip: bool,
+        temp_dir: str | os.PathLike | None,
+        progress: ProgressHook,
+    ) -> SyncReport:
         # 1. Check inputs.
         if resolution % self.vae_scale_factor or resolution <= 0:
             raise ValueError(f"resolution must be a positive multiple of {self.vae_scale_factor}, got {resolution}")
@@ -360,12 +423,14 @@ class LipsyncPipeline(DiffusionPipeline):
 
         # 2. Audio: the sample count decides the output length; 50 Hz Whisper features.
         total = output_frame_count(len(waveform), SAMPLE_RATE, VIDEO_FPS)
+        progress("audio", 0, 1)
         features = self.audio_encoder.audio2feat(waveform)
+        progress("audio", 1, 1)
         del waveform
 
         # 3. Faces: one pass of detection + tracking over the input frames that will be used.
         used = min(len(reader), total)
-        detections = self.track_faces(reader, used, face_detector, face_index)
+        detections = self.track_faces(reader, used, face_detector, face_index, progress)
         with_face = sum(d is not None for d in detections)
         if with_face == 0:
             raise NoFaceError(
@@ -386,9 +451,10 @@ class LipsyncPipeline(DiffusionPipeline):
         synced = 0
         try:
             silent_path = os.path.join(work, "video.mp4")
-            progress = self._bar(total=total, desc="lip-syncing", unit="frame")
-            with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer, progress:
-                for start, stop in clip_bounds(total, num_frames):
+            clips = list(clip_bounds(total, num_frames))
+            progress("denoise", 0, len(clips))
+            with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer:
+                for done, (start, stop) in enumerate(clips, 1):
                     clip = list(islice(frames, stop - start))
                     outputs = self._sync_and_restore(
                         clip, features, start, noise, mask, restorer, num_frames,
@@ -397,10 +463,12 @@ class LipsyncPipeline(DiffusionPipeline):
                     for frame in outputs:
                         writer.write(frame)
                     synced += sum(a.face is not None for a in clip)
-                    progress.update(len(clip))
+                    progress("denoise", done, len(clips))
 
             # 6. Mux the original audio (the video covers it to within one frame).
+            progress("write", 0, 1)
             mux_audio(silent_path, audio_path, video_out_path)
+            progress("write", 1, 1)
         finally:
             frames.close()
             shutil.rmtree(work, ignore_errors=True)
@@ -442,3 +510,16 @@ class LipsyncPipeline(DiffusionPipeline):
             self.restore(restorer, aligned, face) if aligned.face is not None else aligned.frame
             for aligned, face in zip(clip, synced)
         ]
+
+
+def _counted(items: Iterator, total: int, stage: str, progress: ProgressHook | None) -> Iterator:
+    """``items`` unchanged, telling ``progress`` how many have been taken."""
+    if progress is None:
+        yield from items
+        return
+    progress(stage, 0, total)
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        progress(stage, done, total)

@@ -20,6 +20,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from latentsync.errors import MediaError
+from latentsync.paths import DEFAULT_MASK_PATH
 
 __all__ = [
     "DEFAULT_MASK_PATH",
@@ -28,8 +29,6 @@ __all__ = [
     "process_images",
     "resize_frames",
 ]
-
-DEFAULT_MASK_PATH = Path(__file__).with_name("mask.png")
 
 
 def load_fixed_mask(resolution: int, path: str | Path = DEFAULT_MASK_PATH) -> torch.Tensor:

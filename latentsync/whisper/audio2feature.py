@@ -208,6 +208,12 @@ class Audio2Feature:
     def dtype(self) -> torch.dtype:
         return self.encoder.conv1.weight.dtype
 
+    def to(self, device: str | torch.device) -> "Audio2Feature":
+        """Move the encoder to ``device`` (its precision stays); features still come back on the CPU."""
+        self.device = torch.device(device)
+        self.encoder.to(self.device)
+        return self
+
     # ---- features
 
     def log_mel(self, audio: np.ndarray) -> torch.Tensor:

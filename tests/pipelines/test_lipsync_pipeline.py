@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import DDIMScheduler
 
-from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+from latentsync.pipelines.loading import load_pipeline
 from latentsync.utils.mask import load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.whisper.audio2feature import Audio2Feature
 from tests.tiny_models import TINY_RESOLUTION
 
 SCALE = 0.18215
@@ -28,10 +27,8 @@ SCALE = 0.18215
 @pytest.fixture(scope="module")
 def pipe(tiny_models) -> LipsyncPipeline:
     torch.set_num_threads(1)
-    unet = UNet3DConditionModel.from_checkpoint(tiny_models.unet_config, tiny_models.unet_ckpt).eval()
-    vae = AutoencoderKL.from_pretrained(tiny_models.vae)
-    encoder = Audio2Feature(tiny_models.whisper, device="cpu")
-    return LipsyncPipeline(vae=vae, audio_encoder=encoder, unet=unet, scheduler=DDIMScheduler.from_pretrained("configs"))
+    return load_pipeline(tiny_models.unet_config, tiny_models.unet_ckpt, whisper_path=tiny_models.whisper,
+                         vae_path=tiny_models.vae, device="cpu", face_detector=None)
 
 
 def _faces(n: int) -> np.ndarray:

@@ -1,0 +1,152 @@
+"""Tiny random-weight models written in the official on-disk formats, for CPU tests and benchmarks.
+
+Each builder writes what :func:`latentsync.pipelines.loading.load_pipeline` reads in production,
+so tests and tools exercise the real loading code: a UNet ``{"state_dict", "global_step"}``
+checkpoint plus its YAML config, an openai-whisper checkpoint, and a diffusers ``AutoencoderKL``
+folder (``save_pretrained``). The tests' session fixture lives in ``tests/tiny_models.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+WHISPER_WIDTH = 64  # n_audio_state of the tiny whisper (and of the tests' golden random checkpoint)
+# A whisper "tiny" with a 64-wide, 4-block encoder and a vestigial decoder (never used here).
+TINY_WHISPER_DIMS = {
+    "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": WHISPER_WIDTH, "n_audio_head": 4, "n_audio_layer": 4,
+    "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 4, "n_text_head": 1, "n_text_layer": 1,
+}
+TINY_RESOLUTION = 64  # face crop side in pixels; latents are 8x8 with the VAE's factor 8
+
+
+def tiny_unet_config(resolution: int = TINY_RESOLUTION, num_frames: int = 16) -> dict:
+    """A stage2-like config: motion modules on, audio cross-attention of the whisper width, tiny channels.
+
+    Motion-module GroupNorms use 32 groups, so every level keeps 32 channels.
+    """
+    model = {
+        "act_fn": "silu",
+        "add_audio_layer": True,
+        "attention_head_dim": 8,
+        "block_out_channels": [32, 32, 32, 32],
+        "center_input_sample": False,
+        "cross_attention_dim": WHISPER_WIDTH,
+        "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
+        "mid_block_type": "UNetMidBlock3DCrossAttn",
+        "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
+        "downsample_padding": 1,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "in_channels": 13,
+        "layers_per_block": 1,
+        "mid_block_scale_factor": 1,
+        "norm_eps": 1e-5,
+        "norm_num_groups": 8,
+        "out_channels": 4,
+        "sample_size": resolution // 8,
+        "resnet_time_scale_shift": "default",
+        "use_motion_module": True,
+        "motion_module_resolutions": [2, 8],
+        "motion_module_mid_block": False,
+        "motion_module_decoder_only": False,
+        "motion_module_type": "Vanilla",
+        "motion_module_kwargs": {
+            "num_attention_heads": 8,
+            "num_transformer_block": 1,
+            "attention_block_types": ["Temporal_Self", "Temporal_Self"],
+            "temporal_position_encoding": True,
+            "temporal_position_encoding_max_len": 24,
+            "temporal_attention_dim_div": 1,
+            # Random (not zero) output projections, so the temporal path really runs in tests.
+            "zero_initialize": False,
+        },
+    }
+    data = {
+        "num_frames": num_frames,
+        "resolution": resolution,
+        "mask_image_path": "latentsync/utils/mask.png",
+        "audio_sample_rate": 16000,
+        "video_fps": 25,
+        "audio_feat_length": [2, 2],
+    }
+    return {"data": data, "model": model}
+
+
+def write_unet(folder: Path, seed: int = 0, resolution: int = TINY_RESOLUTION) -> tuple[Path, Path]:
+    """Write ``unet.yaml`` and ``unet.pt`` (``{"state_dict", "global_step"}``); return (config, checkpoint)."""
+    from latentsync.models.unet import UNet3DConditionModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = tiny_unet_config(resolution)
+    config_path = folder / "unet.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel.from_config(config["model"])
+    # A fresh model zero-initialises conv_in/conv_out (it would ignore its input and predict zero
+    # noise); random values there make the output depend on faces, audio and timestep.
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if name.startswith(("conv_in.", "conv_out.")) and not param.abs().any():
+                param.normal_(0.0, 0.05)
+    ckpt_path = folder / "unet.pt"
+    torch.save({"state_dict": unet.state_dict(), "global_step": 1}, ckpt_path)
+    return config_path, ckpt_path
+
+
+def write_whisper(folder: Path, source: Path | None = None, seed: int = 0) -> Path:
+    """An openai-whisper checkpoint (dims + model_state_dict, fp16) of width 64 at ``folder/tiny.pt``:
+    a copy of ``source`` if given, else random weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "tiny.pt"
+    if source is not None:
+        shutil.copyfile(source, target)
+        return target
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(seed)
+    model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS)).half()
+    torch.save({"dims": dict(TINY_WHISPER_DIMS), "model_state_dict": model.state_dict()}, target)
+    return target
+
+
+def write_vae(folder: Path, seed: int = 0) -> Path:
+    """A diffusers ``AutoencoderKL`` folder with four levels (scale factor 8, like SD) and 4 latent channels."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=TINY_RESOLUTION,
+        scaling_factor=0.18215,
+    )
+    vae.save_pretrained(folder)
+    return folder
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Paths of a complete tiny model set, laid out like ``checkpoints/``."""
+
+    unet_config: Path
+    unet_ckpt: Path
+    whisper: Path
+    vae: Path
+
+
+def write_all(folder: Path, seed: int = 0, whisper_source: Path | None = None) -> TinyModels:
+    """A complete tiny model set under ``folder``; ``whisper_source`` is copied as the Whisper checkpoint."""
+    unet_config, unet_ckpt = write_unet(folder / "unet", seed)
+    whisper_path = write_whisper(folder / "whisper", whisper_source, seed)
+    return TinyModels(unet_config, unet_ckpt, whisper_path, write_vae(folder / "vae", seed))
