@@ -1,1 +1,0 @@
-"""Data processing pipeline for training data: one module per step."""
