@@ -62,7 +62,7 @@ def load_lpips_vgg(
     else:
         logger.warning(
             "!!! LPIPS: the VGG16 trunk is RANDOMLY INITIALISED (random-init backbones allowed by the config; "
-            "%s is absent). The perceptual loss is not LPIPS: use this only for tests and proofs. !!!",
-            path or "no path configured",
+            "weights file: %s). The perceptual loss is not LPIPS: use this only for tests and proofs. !!!",
+            path or "none configured",
         )
     return model.eval().requires_grad_(False).to(device)
