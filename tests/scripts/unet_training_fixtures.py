@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync.config import load_config
+from latentsync.config import load_config, to_container
 from latentsync.models.checkpoint import save_checkpoint
 from latentsync.models.stable_syncnet import StableSyncNet
+from latentsync.models.unet import UNet3DConditionModel
 from tests.data.synthetic_clips import make_clip_set
 from tools.tiny_models import write_vae, write_whisper
 from tools.write_fileslist import write_fileslist
@@ -32,6 +33,7 @@ class TinySetup:
     vae: Path
     whisper: Path
     syncnet: Path
+    stage1_init: Path  # random stage-1 weights with non-zero conv_in/conv_out (a fresh UNet outputs zeros)
 
     def args(self, config: str, output_dir: Path, *extra: str) -> list[str]:
         """Command-line arguments of a 2-step run of ``config`` on this setup (``extra`` overrides win)."""
@@ -69,8 +71,16 @@ def make_tiny_setup(root: Path) -> TinySetup:
     syncnet = StableSyncNet(load_config(SYNCNET_CONFIG).model)
     syncnet_path = root / "syncnet.pt"
     save_checkpoint(syncnet_path, syncnet, 7)
+    unet = UNet3DConditionModel.from_config(to_container(load_config(STAGE1).model))
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if name.startswith(("conv_in.", "conv_out.")):
+                param.normal_(0.0, 0.05)
+    init_path = root / "stage1_init.pt"
+    save_checkpoint(init_path, unet, 100)
     return TinySetup(
-        lists["train"], lists["val"], root / "cache", write_vae(root / "vae"), write_whisper(root / "whisper"), syncnet_path
+        lists["train"], lists["val"], root / "cache", write_vae(root / "vae"), write_whisper(root / "whisper"),
+        syncnet_path, init_path,
     )
 
 
