@@ -34,7 +34,7 @@ from latentsync.losses import cosine_loss
 from latentsync.metrics.syncnet_accuracy import SyncScore, evaluate
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_input import load_frozen_vae, syncnet_embeddings
-from latentsync.training.checkpoints import load_training_state, resolve_resume_path, save_training_state, seed_processes
+from latentsync.training.checkpoints import load_training_state, resolve_resume_path, seed_processes
 from latentsync.training.config import load_training_config as load_config_with_overrides
 from latentsync.training.loop import DebugRecorder, train_loop
 from latentsync.training.run import LoopSettings, TrainingRun

@@ -38,7 +38,7 @@ class History:
         return cls(
             [tuple(x) for x in state["train"]],
             {k: [tuple(x) for x in v] for k, v in state.get("terms", {}).items()},
-            [(step, dict(values)) for step, values in state["val"]],
+            [_validation_entry(entry) for entry in state["val"]],
         )
 
     def save_chart(self, path: str | os.PathLike, title: str | None = None) -> None:
@@ -51,3 +51,10 @@ class History:
         for name in metrics:
             panels[name] = {f"val {name}": self.val_curve(name)}
         save_chart(path, panels, title)
+
+
+def _validation_entry(entry) -> tuple[int, dict[str, float]]:
+    # SyncNet states written before the shared toolkit hold (step, loss, accuracy) triples.
+    if len(entry) == 3:
+        return entry[0], {"loss": entry[1], "accuracy": entry[2]}
+    return entry[0], dict(entry[1])

@@ -86,9 +86,9 @@ def train_loop(run: TrainingRun, compute_loss: LossFn, validate: ValidateFn | No
         if skip_reason is None:
             run.guard.step_done()
             step_loss = _mean_over_ranks(accelerator, micro_losses)
-            run.history.record_step(
-                run.global_step, step_loss, {k: _mean_over_ranks(accelerator, v) for k, v in micro_terms.items()}
-            )
+            step_terms = {k: _mean_over_ranks(accelerator, v) for k, v in micro_terms.items()}
+            run.history.record_step(run.global_step, step_loss, step_terms)
+            accelerator.log({"loss": step_loss, "lr": run.lr_scheduler.get_last_lr()[0], **step_terms}, step=run.global_step)
             progress.set_postfix(loss=f"{step_loss:.4f}")
         else:
             step_loss = float("nan")
@@ -115,6 +115,7 @@ def record_validation(run: TrainingRun, metrics: Mapping[str, float]) -> None:
     """Log, chart and remember validation ``metrics``; copy the weights when the best metric improves."""
     accelerator = run.accelerator
     run.history.record_validation(run.global_step, metrics)
+    accelerator.log({f"val_{name}": value for name, value in metrics.items()}, step=run.global_step)
     shown = ", ".join(f"val {name} {value:.4f}" for name, value in metrics.items())
     logger.info("step %d: %s", run.global_step, shown, main_process_only=True)
     if run.best is not None:

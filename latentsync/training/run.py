@@ -9,9 +9,10 @@ from typing import Any, Mapping
 
 import torch
 from accelerate import Accelerator
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from latentsync.errors import ConfigError
 from latentsync.training.guard import NonFiniteGuard
 from latentsync.training.history import History
 
@@ -32,19 +33,27 @@ class LoopSettings:
 
     @classmethod
     def from_config(cls, config: DictConfig, **overrides: Any) -> "LoopSettings":
-        """From the keys both training configs share (run.*, ckpt.*, optimizer.max_grad_norm)."""
-        run, ckpt, optimizer = config.run, config.ckpt, config.optimizer
-        values = dict(
-            max_train_steps=run.max_train_steps,
-            validation_steps=run.validation_steps,
-            save_ckpt_steps=ckpt.save_ckpt_steps,
-            max_grad_norm=optimizer.get("max_grad_norm", 1.0),
-            max_train_minutes=run.get("max_train_minutes", 0),
-            keep_last_n=ckpt.get("keep_last_n", 0),
-            max_nonfinite_in_a_row=run.get("max_nonfinite_in_a_row", 10),
-        )
-        values.update(overrides)
-        return cls(**values)
+        """From the keys both training configs share (see CONFIG_KEYS); ``overrides`` win over the config."""
+        values = {}
+        for name, (key, default) in CONFIG_KEYS.items():
+            if name in overrides:
+                continue
+            values[name] = OmegaConf.select(config, key, default=default)
+            if values[name] is None:
+                raise ConfigError(f"the training config lacks '{key}'")
+        return cls(**values, **overrides)
+
+
+# LoopSettings field -> (config key, default; None = required).
+CONFIG_KEYS = {
+    "max_train_steps": ("run.max_train_steps", None),
+    "validation_steps": ("run.validation_steps", None),
+    "save_ckpt_steps": ("ckpt.save_ckpt_steps", None),
+    "max_grad_norm": ("optimizer.max_grad_norm", 1.0),
+    "max_train_minutes": ("run.max_train_minutes", 0),
+    "keep_last_n": ("ckpt.keep_last_n", 0),
+    "max_nonfinite_in_a_row": ("run.max_nonfinite_in_a_row", 10),
+}
 
 
 @dataclass

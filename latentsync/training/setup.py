@@ -33,16 +33,22 @@ def build_accelerator(
     mixed_precision: bool = False,
     gradient_accumulation_steps: int = 1,
     cuda_prefers: str = "bf16",
+    log_with: str | None = None,
+    project_dir: str | None = None,
 ) -> Accelerator:
     """An ``Accelerator`` on ``device`` (auto | cuda | mps | cpu; a bad or unavailable one raises DeviceError).
 
     Under torchrun each process gets its own GPU (or the CPU); DDP runs over NCCL or gloo.
+    ``log_with`` ("tensorboard", "all", ...) names accelerate trackers; start them with
+    ``accelerator.init_trackers(name, config)`` and the loop logs losses and metrics to them.
     """
     chosen = pick_device(device)
     return Accelerator(
         cpu=chosen.type == "cpu",
         mixed_precision=mixed_precision_mode(mixed_precision, chosen, cuda_prefers),
         gradient_accumulation_steps=gradient_accumulation_steps,
+        log_with=log_with,
+        project_dir=project_dir,
     )
 
 
@@ -104,6 +110,12 @@ def build_val_loader(
     """Batches of this rank's share of the fixed validation ``keys``; sum scores over ranks afterwards."""
     shard = list(keys)[accelerator.process_index :: accelerator.num_processes]
     return DataLoader(dataset, batch_size=batch_size, sampler=shard, **_loader_options(accelerator, num_workers))
+
+
+def steps_per_epoch(dataset_size: int, accelerator: Accelerator, batch_size: int) -> int:
+    """Optimiser steps for every process to see its share of one epoch (e.g. to turn max_train_epochs into steps)."""
+    per_rank = -(-dataset_size // accelerator.num_processes)
+    return max(1, -(-per_rank // (batch_size * accelerator.gradient_accumulation_steps)))
 
 
 def _loader_options(accelerator: Accelerator, num_workers: int) -> dict:

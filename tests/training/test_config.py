@@ -38,3 +38,20 @@ def test_unknown_or_malformed_override_names_itself(config_file, override):
 def test_missing_required_key(config_file):
     with pytest.raises(ConfigError, match="lacks required key 'data.batch_size'"):
         load_training_config(config_file, required=("data.batch_size",))
+
+
+def test_loop_settings_from_a_config():
+    from omegaconf import OmegaConf
+
+    from latentsync.training.run import LoopSettings
+
+    config = OmegaConf.create({"run": {"max_train_steps": 7, "validation_steps": 2}, "ckpt": {"save_ckpt_steps": 3},
+                               "optimizer": {"max_grad_norm": 0.5}})
+    settings = LoopSettings.from_config(config, best_metric="sync_confidence")
+    assert (settings.max_train_steps, settings.validation_steps, settings.save_ckpt_steps) == (7, 2, 3)
+    assert (settings.max_grad_norm, settings.keep_last_n, settings.max_nonfinite_in_a_row) == (0.5, 0, 10)
+    assert settings.best_metric == "sync_confidence" and settings.best_mode == "max"
+    assert LoopSettings.from_config(OmegaConf.create({"run": {"max_train_steps": 7}, "ckpt": {"save_ckpt_steps": 3}}),
+                                    validation_steps=5).validation_steps == 5  # a key the config lacks, given here
+    with pytest.raises(ConfigError, match="lacks 'run.validation_steps'"):
+        LoopSettings.from_config(OmegaConf.create({"run": {"max_train_steps": 7}, "ckpt": {"save_ckpt_steps": 3}}))

@@ -138,3 +138,13 @@ def test_prune_keeps_the_newest_pairs_and_the_best(tmp_path):
     ]
     assert read_checkpoint(tmp_path / BEST_CHECKPOINT)[1] == 2  # older than every kept pair, still there
     assert (tmp_path / "loss_charts" / "loss_chart.png").stat().st_size > 1000
+
+
+def test_history_reads_states_of_the_pre_toolkit_syncnet_trainer():
+    from latentsync.training.history import History
+
+    old = {"train": [(1, 0.7), (2, 0.6)], "val": [(2, 0.65, 0.5)]}
+    history = History.from_state_dict(old)
+    assert history.train == [(1, 0.7), (2, 0.6)]
+    assert history.val == [(2, {"loss": 0.65, "accuracy": 0.5})]
+    assert History.from_state_dict(history.state_dict()) == history

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from latentsync.errors import DeviceError
-from latentsync.training.setup import build_accelerator, build_train_loader, mixed_precision_mode, select_trainable
+from latentsync.training.setup import (
+    build_accelerator,
+    build_train_loader,
+    mixed_precision_mode,
+    select_trainable,
+    steps_per_epoch,
+)
 from tests.training.conftest import ToyData
 
 
@@ -49,3 +55,4 @@ def test_train_loader_resumes_after_the_consumed_batches():
     batches = [next(full)["video_index"].tolist() for _ in range(8)]
     resumed = iter(build_train_loader(ToyData(), accelerator, batch_size=3, seed=5, start_step=2))  # 2 steps x 2 x 3
     assert [next(resumed)["video_index"].tolist() for _ in range(4)] == batches[4:8]
+    assert steps_per_epoch(len(ToyData()), accelerator, batch_size=3) == 2  # 10 keys / (3 x 2) per step, rounded up
