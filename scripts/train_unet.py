@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from accelerate.utils import set_seed
+from accelerate import Accelerator
+from accelerate.utils import is_tensorboard_available, set_seed
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -48,6 +48,7 @@ from latentsync.training.setup import (
     build_train_loader,
     build_val_loader,
     select_trainable,
+    steps_per_epoch,
 )
 from latentsync.training.unet import FrozenNetworks, StepSettings, build_frozen_networks, unet_losses
 from latentsync.utils.atomic import atomic_output
@@ -113,6 +114,7 @@ OPTIONAL_KEYS = {
     "run.device": "auto",
     "run.max_train_minutes": 0,
     "run.max_nonfinite_in_a_row": 10,
+    "run.log_with": "auto",  # accelerate trackers: auto = TensorBoard when installed, "" = none
 }
 DEBUG_DUMP_ENV = "LATENTSYNC_DEBUG_DUMP_DIR"
 VALIDATION_SEED = 20_240_817  # validation draws: the same at every validation, unlike any training draw
@@ -188,14 +190,20 @@ def weight_dtype(mixed_precision: str) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
 
 
-def train_steps(config: DictConfig, dataset_size: int, num_processes: int) -> int:
+def train_steps(config: DictConfig, dataset_size: int, accelerator: Accelerator) -> int:
     """``run.max_train_steps``, or ``run.max_train_epochs`` worth of optimiser steps when it is -1."""
     if config.run.max_train_steps != -1:
         return int(config.run.max_train_steps)
     if config.run.max_train_epochs <= 0:
         raise LatentSyncError("set run.max_train_steps or run.max_train_epochs (both are -1)")
-    per_step = config.data.batch_size * num_processes * config.data.gradient_accumulation_steps
-    return int(config.run.max_train_epochs) * max(1, math.ceil(dataset_size / per_step))
+    return int(config.run.max_train_epochs) * steps_per_epoch(dataset_size, accelerator, config.data.batch_size)
+
+
+def trackers(name: str) -> str | None:
+    """accelerate's ``log_with``: "auto" is TensorBoard when it is installed, "" none, anything else as given."""
+    if name == "auto":
+        return "tensorboard" if is_tensorboard_available() else None
+    return name or None
 
 
 def best_metric(settings: StepSettings) -> tuple[str, str]:
@@ -206,9 +214,10 @@ def best_metric(settings: StepSettings) -> tuple[str, str]:
 def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
     """Accelerator, UNet (initial or resumed), optimizer, frozen networks, data and output folders."""
     data, run_config = config.data, config.run
+    log_with = trackers(run_config.log_with)
     accelerator = build_accelerator(
         run_config.device, run_config.mixed_precision_training, data.gradient_accumulation_steps,
-        cuda_prefers=run_config.mixed_precision,
+        cuda_prefers=run_config.mixed_precision, log_with=log_with, project_dir=data.train_output_dir,
     )
     step_settings = StepSettings.from_config(config)
     set_seed(run_config.seed)  # same initial weights on every rank
@@ -232,7 +241,7 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
             cache_dir=data.audio_embeds_cache_dir or None,
         )
     train_set = UNetDataset.from_config(data, audio_encoder, step_settings.use_syncnet, seed=run_config.seed)
-    max_steps = train_steps(config, len(train_set), accelerator.num_processes)
+    max_steps = train_steps(config, len(train_set), accelerator)
     lr = config.optimizer.lr * (accelerator.num_processes if config.optimizer.scale_lr else 1)
     optimizer = build_optimizer(trainable, lr, config.optimizer.weight_decay)
     lr_scheduler = build_lr_scheduler(config.optimizer.lr_scheduler, optimizer, config.optimizer.lr_warmup_steps, max_steps)
@@ -260,6 +269,8 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
         os.makedirs(os.path.join(output_dir, "checkpoints"), exist_ok=True)
         with atomic_output(os.path.join(output_dir, "config.yaml")) as tmp:
             OmegaConf.save(config, tmp)
+    if log_with:
+        accelerator.init_trackers("train_unet")
     seed_processes(accelerator, run_config.seed, run.global_step, rng_states)
     if debug_dump_dir:
         run.debug = DebugRecorder(accelerator, debug_dump_dir)
