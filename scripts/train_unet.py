@@ -39,7 +39,8 @@ from latentsync.models.unet import MOTION_MODULE_KEYS, UNet3DConditionModel
 from latentsync.paths import CHECKPOINTS_DIR, WHISPER_BY_WIDTH
 from latentsync.training.checkpoints import load_training_state, resolve_resume_path, seed_processes
 from latentsync.training.config import load_training_config as load_config_with_overrides
-from latentsync.training.loop import DebugRecorder, train_loop
+from latentsync.training.cli import COMMON_FLAGS, flag_overrides, run_training_main, training_parser
+from latentsync.training.loop import DebugRecorder
 from latentsync.training.run import LoopSettings, TrainingRun
 from latentsync.training.setup import (
     build_accelerator,
@@ -52,8 +53,6 @@ from latentsync.training.setup import (
 )
 from latentsync.training.unet import FrozenNetworks, StepSettings, build_frozen_networks, unet_losses
 from latentsync.utils.atomic import atomic_output
-from latentsync.utils.device import DEVICE_CHOICES
-from latentsync.utils.logging import configure_logging
 from latentsync.whisper.audio2feature import Audio2Feature
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,6 @@ OPTIONAL_KEYS = {
     "run.max_nonfinite_in_a_row": 10,
     "run.log_with": "auto",  # accelerate trackers: auto = TensorBoard when installed, "" = none
 }
-DEBUG_DUMP_ENV = "LATENTSYNC_DEBUG_DUMP_DIR"
 VALIDATION_SEED = 20_240_817  # validation draws: the same at every validation, unlike any training draw
 
 
@@ -124,28 +122,16 @@ VALIDATION_SEED = 20_240_817  # validation draws: the same at every validation, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train the LatentSync U-Net (launch with torchrun for several processes)")
-    parser.add_argument("--config_path", "--unet_config_path", default=DEFAULT_CONFIG)
-    parser.add_argument("--output_dir", help="overrides data.train_output_dir")
-    parser.add_argument("--resume_ckpt_path", help="overrides ckpt.resume_ckpt_path; 'latest' = newest in output_dir")
+    parser = training_parser("Train the LatentSync U-Net (launch with torchrun for several processes)", DEFAULT_CONFIG)
+    parser.add_argument("--unet_config_path", dest="config_path", default=argparse.SUPPRESS,
+                        help="the reference's name for --config_path")
     parser.add_argument("--init_ckpt_path", help="overrides ckpt.init_ckpt_path: the starting weights of a new run")
-    parser.add_argument("--device", help=f"overrides run.device: {' | '.join(DEVICE_CHOICES)}")
-    parser.add_argument(
-        "--debug_dump_dir", default=os.environ.get(DEBUG_DUMP_ENV),
-        help=f"each rank writes rank<R>.json (data seen, weight digests, files written); also ${DEBUG_DUMP_ENV}",
-    )
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run.max_train_steps=100")
     return parser.parse_args(argv)
 
 
 def load_training_config(args: argparse.Namespace) -> DictConfig:
     """The YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
-    overrides = list(args.overrides)
-    for flag, key in (("output_dir", "data.train_output_dir"), ("resume_ckpt_path", "ckpt.resume_ckpt_path"),
-                      ("init_ckpt_path", "ckpt.init_ckpt_path"), ("device", "run.device")):
-        if getattr(args, flag, None):
-            overrides.append(f"{key}={getattr(args, flag)}")
+    overrides = flag_overrides(args, {**COMMON_FLAGS, "init_ckpt_path": "ckpt.init_ckpt_path"})
     return load_config_with_overrides(args.config_path, REQUIRED_KEYS, OPTIONAL_KEYS, overrides)
 
 
@@ -344,28 +330,8 @@ def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:
     return out_path
 
 
-def train(run: UNetRun) -> None:
-    """Optimise until ``run.max_train_steps``, validating and checkpointing on schedule."""
-    train_loop(run, training_losses, validate)
-
-
-# --------------------------------------------------------------------------- entry point
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        config = load_training_config(args)
-        run = build(config, args.debug_dump_dir)
-        train(run)
-        if run.debug is not None:
-            run.debug.dump()
-        run.accelerator.end_training()
-    except LatentSyncError as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+    return run_training_main(argv, parse_args, load_training_config, build, training_losses, validate)
 
 
 if __name__ == "__main__":

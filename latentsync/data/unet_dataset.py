@@ -74,36 +74,21 @@ class UNetDataset(VideoClipDataset):
         video_paths: Sequence[str],
         *,
         num_frames: int = 16,
-        resolution: int = 256,
         mask_image_path: str = str(DEFAULT_MASK_PATH),
         audio_encoder: Audio2Feature | None = None,
         load_mel: bool = False,
-        video_fps: float = 25,
-        audio_sample_rate: int = 16000,
-        audio_config: Mapping | None = None,
-        mel_cache_dir: str | None = None,
-        frame_cache_size: int = 0,
-        seed: int = 0,
-        max_attempts: int = 50,
+        **clip_options,
     ):
-        super().__init__(
-            video_paths,
-            resolution=resolution,
-            video_fps=video_fps,
-            audio_sample_rate=audio_sample_rate,
-            audio_config=audio_config,
-            mel_cache_dir=mel_cache_dir,
-            frame_cache_size=frame_cache_size,
-            seed=seed,
-            max_attempts=max_attempts,
-        )
-        if audio_encoder is not None and (video_fps != 25 or audio_encoder.num_frames != num_frames):
+        """``clip_options``: resolution, video_fps, audio_sample_rate, audio_config, mel_cache_dir,
+        frame_cache_size, seed, max_attempts (see :class:`VideoClipDataset`)."""
+        super().__init__(video_paths, **clip_options)
+        if audio_encoder is not None and (self.video_fps != 25 or audio_encoder.num_frames != num_frames):
             raise ConfigError(
                 f"audio embeddings are cut for {audio_encoder.num_frames}-frame clips of 25 fps video; "
-                f"this data set has {num_frames}-frame clips at {video_fps} fps"
+                f"this data set has {num_frames}-frame clips at {self.video_fps} fps"
             )
         self.num_frames = num_frames
-        self.mask = load_fixed_mask(resolution, mask_image_path)
+        self.mask = load_fixed_mask(self.resolution, mask_image_path)
         self.audio_encoder = audio_encoder
         self.load_mel = load_mel
 
@@ -118,19 +103,16 @@ class UNetDataset(VideoClipDataset):
     ) -> "UNetDataset":
         """Build from the ``data`` section of a U-Net config, on ``video_paths`` or its file list / folder."""
         paths = video_paths or read_video_paths(data.get("train_fileslist"), data.get("train_data_dir"))
+        plain = {key: data[key] for key in ("num_frames", "resolution", "mask_image_path", "video_fps", "audio_sample_rate")}
         return cls(
             paths,
-            num_frames=data["num_frames"],
-            resolution=data["resolution"],
-            mask_image_path=data["mask_image_path"],
             audio_encoder=audio_encoder,
             load_mel=load_mel,
-            video_fps=data["video_fps"],
-            audio_sample_rate=data["audio_sample_rate"],
             audio_config=load_audio_config(data.get("audio_config", "configs/audio.yaml")),
             mel_cache_dir=data.get("audio_mel_cache_dir") or None,
             frame_cache_size=data.get("frame_cache_size", 0),
             seed=seed,
+            **plain,
         )
 
     def _sample(self, rng: np.random.Generator, video_index: int) -> dict[str, torch.Tensor]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from latentsync.models.unet import UNet3DConditionModel
 from latentsync.training import unet as unet_step
 from scripts.train_unet import build, load_initial_weights, load_training_config, main, parse_args
 from tests.conftest import REPO_ROOT, reset_accelerate_state
-from tests.processes import run_group
+from tests.processes import run_group, run_torchrun
 from tests.scripts.unet_training_fixtures import STAGE1, STAGE2, tiny_setup  # noqa: F401  (fixture)
 
 TRAINABLE = ("motion_modules.", "attentions.")
@@ -191,12 +190,7 @@ def test_sigkill_mid_run_then_resume_reaches_the_unbroken_curve(tiny_setup, tmp_
 def test_two_processes_end_with_identical_weights_and_only_rank0_writes(tiny_setup, tmp_path):  # noqa: F811
     out, dump = tmp_path / "ddp", tmp_path / "dump"
     args = tiny_setup.args(STAGE1, out, "data.batch_size=1", "--debug_dump_dir", str(dump))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = run_group(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-         "-m", "scripts.train_unet", *args],
-        cwd=REPO_ROOT, env=env, timeout=300,
-    )
+    done = run_torchrun("scripts.train_unet", args, nproc=2, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
@@ -221,12 +215,6 @@ def test_missing_model_files_stop_the_run_with_the_fetch_command(tiny_setup, tmp
 def test_bad_override_fails_with_one_line(tiny_setup, tmp_path, caplog):  # noqa: F811
     assert main(tiny_setup.args(STAGE1, tmp_path, "run.no_such_key=1")) == 1
     assert "run.no_such_key" in caplog.text
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_validation_renders_the_configured_pair_through_the_inference_pipeline(tiny_setup, tmp_path):  # noqa: F811
