@@ -232,3 +232,28 @@ def test_validation_renders_the_configured_pair_through_the_inference_pipeline(t
     assert len(frames) in (20, 21) and frames.shape[1:] == (192, 192, 3)  # the audio's 0.8 s, rounded up
     source = np.stack(list(VideoReader(video, fps=25)))[:20]
     assert np.abs(frames[:20].astype(int) - source.astype(int)).max() > 30  # a mouth was generated
+
+
+@pytest.mark.parametrize("config_path, pixel, trainable", [
+    ("configs/unet/stage1.yaml", False, None),
+    ("configs/unet/stage1_512.yaml", False, None),
+    ("configs/unet/stage2.yaml", True, ["motion_modules.", "attentions."]),
+    ("configs/unet/stage2_512.yaml", True, ["motion_modules.", "attentions."]),
+    ("configs/unet/stage2_efficient.yaml", True, ["motion_modules.", "attn2."]),
+    ("configs/unet/finetune_person.yaml", True, ["motion_modules.", "attentions."]),
+])
+def test_every_shipped_config_reads_and_names_its_files(config_path, pixel, trainable):
+    from latentsync.training.unet import StepSettings
+    from scripts.train_unet import whisper_path
+
+    config = load_training_config(parse_args(["--config_path", config_path]))
+    settings = StepSettings.from_config(config)
+    assert settings.pixel_space_supervise == pixel and settings.use_syncnet == pixel
+    assert (list(config.run.trainable_modules) if config.run.trainable_modules else None) == trainable
+    assert config.ckpt.init_ckpt_path == "checkpoints/latentsync_unet.pt" and config.ckpt.resume_ckpt_path == "latest"
+    assert whisper_path(config).endswith("checkpoints/whisper/tiny.pt")
+    assert Path(config.data.syncnet_config_path).is_file() and Path(config.data.mask_image_path).is_file()
+    assert settings.trepa_weight == (0 if "efficient" in config_path or not pixel else 10)
+    with torch.device("meta"):
+        model = UNet3DConditionModel.from_config(to_container(config.model))
+    assert model.config.use_motion_module == pixel
