@@ -115,6 +115,20 @@ def test_lpips_trunk_loads_a_torchvision_vgg16_file(tmp_path):
     model = load_lpips_vgg(path)
     torch.testing.assert_close(getattr(model.net.slice3, "10").weight, state_dict["features.10.weight"])
     torch.testing.assert_close(getattr(model.net.slice5, "28").bias, state_dict["features.28.bias"])
+    # The same network as the package builds itself (calibration layers, input scaling), given this trunk.
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    reference.net.load_state_dict(model.net.state_dict())
+    assert reference.state_dict().keys() == model.state_dict().keys()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    a, b = torch.rand(2, 3, 32, 64) * 2 - 1, torch.rand(2, 3, 32, 64) * 2 - 1
+    assert torch.equal(model(a, b), reference(a, b).detach())
     del state_dict["features.28.bias"]
     torch.save(state_dict, path)
     with pytest.raises(CheckpointError, match="slice5.28.bias"):

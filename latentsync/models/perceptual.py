@@ -52,10 +52,7 @@ def load_lpips_vgg(
     present = bool(path) and os.path.isfile(path)
     if not present and not allow_random_init:
         raise CheckpointError(f"LPIPS VGG16 weights not found: {path or '(no path configured)'}; {FETCH_HINT}")
-    # pnet_rand: do not let torchvision download the trunk; the calibration layers load from the package.
-    with warnings.catch_warnings():  # torchvision's notice about lpips' deprecated ``pretrained`` argument
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    model = _empty_lpips_vgg()
     if present:
         state_dict, _ = read_checkpoint(path)
         load_weights(model.net, torchvision_to_lpips_keys(state_dict), path)
@@ -65,4 +62,29 @@ def load_lpips_vgg(
             "weights file: %s). The perceptual loss is not LPIPS: use this only for tests and proofs. !!!",
             path or "none configured",
         )
+        for layer in model.net.modules():
+            if isinstance(layer, torch.nn.Conv2d):  # torchvision's VGG initialisation
+                torch.nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                torch.nn.init.zeros_(layer.bias)
     return model.eval().requires_grad_(False).to(device)
+
+
+def _empty_lpips_vgg() -> lpips.LPIPS:
+    """``lpips.LPIPS(net="vgg")`` with its calibration layers and input scaling, trunk weights uninitialised.
+
+    Built on the meta device: torchvision's constructor would otherwise initialise (then drop)
+    VGG16's 123M-parameter classifier, seconds of CPU time per build.
+    """
+    with warnings.catch_warnings():  # torchvision's notice about lpips' deprecated ``pretrained`` argument
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.device("meta"):
+            model = lpips.LPIPS(net="vgg", pretrained=False, pnet_rand=True, verbose=False)
+    model.to_empty(device="cpu")
+    fresh_scaling = lpips.ScalingLayer()
+    model.scaling_layer.load_state_dict(fresh_scaling.state_dict())
+    calibration = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "vgg.pth"),
+                             map_location="cpu", weights_only=True)
+    # Keys ``linN.model.1.weight``; ``model.lins`` holds the same layers as ``N.model.1.weight``.
+    load_weights(model.lins, {key.removeprefix("lin"): value for key, value in calibration.items()},
+                 "lpips calibration weights (vgg.pth)")
+    return model
