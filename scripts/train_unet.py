@@ -51,6 +51,7 @@ from latentsync.training.setup import (
     select_trainable,
     steps_per_epoch,
 )
+from latentsync.training.sync_confidence import load_sync_confidence, sync_confidence_available
 from latentsync.training.unet import FrozenNetworks, StepSettings, build_frozen_networks, unet_losses
 from latentsync.utils.atomic import atomic_output
 from latentsync.whisper.audio2feature import Audio2Feature
@@ -99,6 +100,9 @@ OPTIONAL_KEYS = {
     "ckpt.syncnet_ckpt_path": "",  # default: the SyncNet config's ckpt.inference_ckpt_path
     "ckpt.lpips_vgg_path": "checkpoints/auxiliary/vgg16-397923af.pth",
     "ckpt.videomae_path": "checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth",
+    # The evaluation's sync confidence of each validation video, when its scorer and these files exist.
+    "ckpt.sync_conf_syncnet_path": "checkpoints/auxiliary/syncnet_v2.model",
+    "ckpt.sync_conf_s3fd_path": "checkpoints/auxiliary/sfd_face.pth",
     "run.trainable_modules": None,  # parameter-name fragments to train; None trains everything
     "run.enable_gradient_checkpointing": False,
     "run.mixed_precision_training": False,
@@ -146,6 +150,8 @@ class UNetRun(TrainingRun):
     step_settings: StepSettings | None = None
     val_loader: DataLoader | None = None
     pipeline: object = None  # the inference LipsyncPipeline, made at the first validation
+    scores_sync_confidence: bool = False  # validation videos get the classic-SyncNet confidence
+    sync_confidence: object = None  # its scorer (rank 0), made at the first validation
 
 
 def load_initial_weights(unet: UNet3DConditionModel, path: str) -> None:
@@ -192,8 +198,11 @@ def trackers(name: str) -> str | None:
     return name or None
 
 
-def best_metric(settings: StepSettings) -> tuple[str, str]:
-    """Which validation value picks ``best_checkpoint.pt``: the sync loss when there is a SyncNet, else the loss."""
+def best_metric(settings: StepSettings, scores_sync_confidence: bool) -> tuple[str, str]:
+    """Which validation value picks ``best_checkpoint.pt``: the sync confidence of the validation video
+    when it is measured, else the sync loss when there is a SyncNet, else the loss."""
+    if scores_sync_confidence:
+        return "sync_confidence", "max"
     return ("sync", "min") if settings.use_syncnet else ("loss", "min")
 
 
@@ -231,12 +240,16 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
     lr = config.optimizer.lr * (accelerator.num_processes if config.optimizer.scale_lr else 1)
     optimizer = build_optimizer(trainable, lr, config.optimizer.weight_decay)
     lr_scheduler = build_lr_scheduler(config.optimizer.lr_scheduler, optimizer, config.optimizer.lr_warmup_steps, max_steps)
-    metric, mode = best_metric(step_settings)
+    scores_sync_confidence = bool(data.val_video_path) and sync_confidence_available(
+        config.ckpt.sync_conf_syncnet_path, config.ckpt.sync_conf_s3fd_path
+    )
+    metric, mode = best_metric(step_settings, scores_sync_confidence)
     settings = LoopSettings.from_config(
         config, max_train_steps=max_steps, validation_steps=run_config.validation_steps or config.ckpt.save_ckpt_steps,
         best_metric=metric, best_mode=mode,
     )
-    run = UNetRun(config, accelerator, unet, optimizer, lr_scheduler, output_dir, settings, step_settings=step_settings)
+    run = UNetRun(config, accelerator, unet, optimizer, lr_scheduler, output_dir, settings, step_settings=step_settings,
+                  scores_sync_confidence=scores_sync_confidence)
     rng_states = load_training_state(run, resume) if resume else None
 
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
@@ -293,11 +306,38 @@ def validate(run: UNetRun) -> dict[str, float]:
     totals = torch.tensor([sums[n] for n in names] + [count], dtype=torch.float64, device=accelerator.device)
     totals = accelerator.reduce(totals, "sum")
     metrics = {name: (totals[i] / totals[-1]).item() for i, name in enumerate(names)}
+    confidence = float("nan")
     if accelerator.is_main_process and run.config.data.val_video_path:
-        render_validation_video(run, unet)
+        video = render_validation_video(run, unet)
+        if run.scores_sync_confidence:
+            confidence = score_sync_confidence(run, video)
+    if run.scores_sync_confidence:
+        metrics["sync_confidence"] = from_rank0(accelerator, confidence)
     accelerator.wait_for_everyone()
     unet.train()
     return metrics
+
+
+def score_sync_confidence(run: UNetRun, video: str) -> float:
+    """LSE-C of the validation video; NaN (never the best) when it has no usable face track."""
+    if run.sync_confidence is None:
+        ckpt = run.config.ckpt
+        run.sync_confidence = load_sync_confidence(ckpt.sync_conf_syncnet_path, ckpt.sync_conf_s3fd_path,
+                                                   run.accelerator.device)
+    try:
+        return run.sync_confidence(video)
+    except (LatentSyncError, ValueError) as err:
+        logger.warning("no sync confidence for %s: %s", video, err)
+        return float("nan")
+
+
+def from_rank0(accelerator: Accelerator, value: float) -> float:
+    """Rank 0's ``value`` on every rank."""
+    if accelerator.num_processes == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    torch.distributed.broadcast(tensor, src=0)
+    return tensor.item()
 
 
 def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:

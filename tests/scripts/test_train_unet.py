@@ -217,21 +217,57 @@ def test_bad_override_fails_with_one_line(tiny_setup, tmp_path, caplog):  # noqa
     assert "run.no_such_key" in caplog.text
 
 
-def test_validation_renders_the_configured_pair_through_the_inference_pipeline(tiny_setup, tmp_path):  # noqa: F811
+def _fake_sync_confidence_modules(monkeypatch, scored: list) -> None:
+    """Stand-ins for the evaluation's scorer modules: every video scores 7.5 and is remembered."""
+    import types
+
+    metrics = types.ModuleType("latentsync.metrics.sync_confidence")
+    metrics.SyncScorer = lambda model, device: ("scorer", model)
+    metrics.score_video = lambda video, scorer, detector: scored.append(video) or types.SimpleNamespace(confidence=7.5)
+    s3fd = types.ModuleType("latentsync.models.s3fd")
+    s3fd.S3FD = types.SimpleNamespace(from_file=lambda path, device: ("s3fd", path))
+    s3fd.S3FDDetector = lambda model, device: ("detector", model)
+    classic = types.ModuleType("latentsync.models.syncnet_classic")
+    classic.ClassicSyncNet = types.SimpleNamespace(from_file=lambda path, device: ("syncnet", path))
+    for module in (metrics, s3fd, classic):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+
+def test_validation_renders_the_pair_through_the_inference_pipeline_and_scores_it(tiny_setup, tmp_path, monkeypatch):  # noqa: F811
     from latentsync.utils.media import VideoReader
     from tests.data.synthetic_clips import make_clip
 
+    scored = []
+    _fake_sync_confidence_modules(monkeypatch, scored)
+    for name in ("syncnet_v2.model", "sfd_face.pth"):
+        (tmp_path / name).write_bytes(b"weights")
     video = make_clip(tmp_path / "val_face.mp4", seconds=0.8, seed=5, size=192)
     out = tmp_path / "run"
     args = tiny_setup.args(STAGE1, out, f"ckpt.init_ckpt_path={tiny_setup.stage1_init}", "run.max_train_steps=1",
                            "run.validation_steps=1", "ckpt.save_ckpt_steps=1", f"data.val_video_path={video}",
-                           f"data.val_audio_path={video}", "data.val_face_detector=mediapipe", "run.inference_steps=2")
+                           f"data.val_audio_path={video}", "data.val_face_detector=mediapipe", "run.inference_steps=2",
+                           f"ckpt.sync_conf_syncnet_path={tmp_path / 'syncnet_v2.model'}",
+                           f"ckpt.sync_conf_s3fd_path={tmp_path / 'sfd_face.pth'}")
     assert main(args) == 0
     rendered = out / "val_videos" / "val_video_1.mp4"
     frames = np.stack(list(VideoReader(str(rendered), fps=25)))
     assert len(frames) in (20, 21) and frames.shape[1:] == (192, 192, 3)  # the audio's 0.8 s, rounded up
     source = np.stack(list(VideoReader(video, fps=25)))[:20]
     assert np.abs(frames[:20].astype(int) - source.astype(int)).max() > 30  # a mouth was generated
+    assert scored == [str(rendered)]
+    state = torch.load(out / "checkpoints" / "state-1.pt", weights_only=False)
+    assert state["history"]["val"][0][1]["sync_confidence"] == 7.5
+    assert state["best"]["metric"] == "sync_confidence" and state["best"]["value"] == 7.5
+
+
+def test_without_the_scorer_files_validation_goes_on_without_sync_confidence(tiny_setup, tmp_path, monkeypatch, caplog):  # noqa: F811
+    _fake_sync_confidence_modules(monkeypatch, [])
+    config = load_training_config(parse_args(tiny_setup.args(
+        STAGE1, tmp_path / "run", "data.val_video_path=some.mp4", f"ckpt.sync_conf_syncnet_path={tmp_path / 'absent'}")))
+    with caplog.at_level("INFO"):
+        run = build(config)
+    assert not run.scores_sync_confidence and run.best.metric == "loss"
+    assert "validation without sync confidence" in caplog.text
 
 
 @pytest.mark.parametrize("config_path, pixel, trainable", [
