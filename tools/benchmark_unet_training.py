@@ -21,7 +21,7 @@ import torch
 
 
 def build(config_path: str, device: torch.device, dtype: torch.dtype, checkpointing: bool):
-    from diffusers import AutoencoderKL, DDIMScheduler
+    from diffusers import DDIMScheduler
 
     from latentsync.config import load_config, to_container
     from latentsync.models.perceptual import load_lpips_vgg
@@ -31,6 +31,7 @@ def build(config_path: str, device: torch.device, dtype: torch.dtype, checkpoint
     from latentsync.training.setup import select_trainable
     from latentsync.training.unet import FrozenNetworks, StepSettings
     from latentsync.trepa.videomae import VideoMAEDimensions, random_videomae
+    from tools.train_tiny_vae import build_vae
 
     config = load_config(config_path)
     settings = StepSettings.from_config(config)
@@ -41,17 +42,10 @@ def build(config_path: str, device: torch.device, dtype: torch.dtype, checkpoint
     trainable = select_trainable(unet, list(patterns) if patterns else None)
     if checkpointing:
         unet.enable_gradient_checkpointing()
-    small = config.data.resolution <= 64
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8) if small else (128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1 if small else 2,
-        norm_num_groups=4 if small else 32,
-        latent_channels=4,
-        sample_size=config.data.resolution,
-        scaling_factor=0.18215,
-    )
+    if config.data.resolution <= 64:
+        vae = build_vae(config.data.resolution, (8, 8, 8, 8), layers_per_block=1, groups=4)
+    else:
+        vae = build_vae(config.data.resolution, (128, 256, 512, 512), layers_per_block=2, groups=32)
     vae = torch.nn.Module.to(vae.requires_grad_(False).eval(), device=device, dtype=dtype)  # no diffusers cast warning
     if settings.pixel_space_supervise:
         vae.enable_gradient_checkpointing()

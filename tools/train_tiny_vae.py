@@ -41,17 +41,21 @@ def load_frames(fileslist: str, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def build_vae(resolution: int):
+def build_vae(
+    resolution: int, widths: tuple[int, ...] = (32, 64, 64, 64), layers_per_block: int = 1, groups: int = 32,
+    scaling_factor: float = 0.18215,
+):
+    """An ``AutoencoderKL`` with SD's layout (down by 2 per level after the first, 4 latent channels).
+
+    SD's own VAE is ``widths=(128, 256, 512, 512), layers_per_block=2``.
+    """
     from diffusers import AutoencoderKL
 
+    levels = len(widths)
     return AutoencoderKL(
-        block_out_channels=(32, 64, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=32,
-        latent_channels=4,
-        sample_size=resolution,
+        block_out_channels=widths, down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels, layers_per_block=layers_per_block, norm_num_groups=groups,
+        latent_channels=4, sample_size=resolution, scaling_factor=scaling_factor,
     )
 
 
