@@ -5,7 +5,7 @@ for configs at 64 px or below; the SyncNet of its ``syncnet_config_path``; LPIPS
 of ``run.trepa_dims`` or ViT-g) with random weights (no files needed), then times full optimiser
 steps (forward, backward, AdamW) of :func:`latentsync.training.unet.unet_losses`, with and
 without gradient checkpointing. On CUDA: fp16 autocast with a grad scaler and fp16 frozen
-networks, peak memory from ``torch.cuda.max_memory_allocated``; on the CPU: fp32, peak RSS.
+networks, peak memory from ``torch.cuda.max_memory_allocated``; on the CPU: fp32, the peak RSS of the process so far (pass --checkpointing on or off for one mode per process).
 
   python -m tools.benchmark_unet_training --config configs/unet/stage2.yaml --batch_size 1
   OMP_NUM_THREADS=1 python -m tools.benchmark_unet_training --config configs/unet/stage2_tiny_cpu.yaml --steps 3
@@ -108,7 +108,7 @@ def time_steps(config_path: str, batch_size: int, steps: int, checkpointing: boo
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) / 2**30
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux; the process so far
     return sum(durations[1:]) / steps, peak
 
 

@@ -293,3 +293,14 @@ def test_every_shipped_config_reads_and_names_its_files(config_path, pixel, trai
     with torch.device("meta"):
         model = UNet3DConditionModel.from_config(to_container(config.model))
     assert model.config.use_motion_module == pixel
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_setup, tmp_path, monkeypatch, caplog):  # noqa: F811
+    monkeypatch.setattr(unet_step, "noise_prediction_loss", lambda predicted, target: predicted.sum() * float("nan"))
+    args = tiny_setup.args(STAGE1, tmp_path / "run", "run.max_train_steps=5", "run.max_nonfinite_in_a_row=2")
+    assert main(args) == 1
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage() and r.levelno == 30]
+    assert skipped[:2] == ["step 1 skipped: non-finite loss (1 in a row, 1 in all)",
+                           "step 2 skipped: non-finite loss (2 in a row, 2 in all)"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= 40]
+    assert len(errors) == 1 and "2 steps in a row were skipped" in errors[0]
