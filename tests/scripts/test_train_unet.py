@@ -304,3 +304,18 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tiny_setup, tmp_path, m
                            "step 2 skipped: non-finite loss (2 in a row, 2 in all)"]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= 40]
     assert len(errors) == 1 and "2 steps in a row were skipped" in errors[0]
+
+
+def test_max_train_epochs_becomes_steps():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from scripts.train_unet import train_steps
+
+    config = OmegaConf.create({"run": {"max_train_steps": -1, "max_train_epochs": 3},
+                               "data": {"batch_size": 2, "gradient_accumulation_steps": 1}})
+    two_ranks = SimpleNamespace(num_processes=2, gradient_accumulation_steps=1)
+    assert train_steps(config, 10, two_ranks) == 3 * 3  # 5 videos per rank, 3 batches of 2 (the last padded)
+    config.run.max_train_steps = 7
+    assert train_steps(config, 10, two_ranks) == 7
