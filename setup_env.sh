@@ -7,7 +7,14 @@
 #   bash setup_env.sh --with-training   # also stable_syncnet.pt and auxiliary/ models
 #   bash setup_env.sh --skip-downloads  # environment only (CI, offline machines)
 set -euo pipefail
+caller="$PWD"
 cd "$(dirname "$0")"
+project="$PWD"
+# Commands printed at the end must run as printed from the caller's folder.
+here=""
+if [ "$caller" != "$project" ]; then here="cd $(printf '%q' "$project") && "; fi
+# The checkpoint step runs from the caller's folder, so the commands it prints work there too.
+checkpoints() { (cd "$caller" && PYTHONPATH="$project" "$project/.venv/bin/python" -P -m scripts.download_checkpoints "$@"); }
 
 python_bin="${PYTHON:-python3}"
 skip_downloads=0
@@ -46,6 +53,18 @@ if [ "$skip_downloads" = 1 ]; then
   echo "== skipping checkpoint downloads"
 else
   echo "== checkpoints"
-  .venv/bin/python -m scripts.download_checkpoints ${download_args[@]+"${download_args[@]}"}
+  checkpoints ${download_args[@]+"${download_args[@]}"}
 fi
-echo "== done: run ./inference.sh for the demo, .venv/bin/python -m pytest -m 'not slow' for the tests"
+
+tests="${here}.venv/bin/python -m pytest -m 'not slow' -q"
+if [ "$skip_downloads" = 1 ]; then
+  checkpoints --check ${download_args[@]+"${download_args[@]}"} && ready=1 || ready=0   # lists what is missing
+else
+  checkpoints --check ${download_args[@]+"${download_args[@]}"} >/dev/null 2>&1 && ready=1 || ready=0  # listed above
+fi
+if [ "$ready" = 1 ]; then
+  echo "== done: \`${here}./inference.sh\` lip-syncs the demo (assets/ -> video_out.mp4); \`$tests\` runs the tests"
+else
+  echo "== done, without the checkpoints listed above: the tests work now: \`$tests\`"
+  echo "   ./inference.sh needs those files: fetch them with the commands shown, or rerun setup_env.sh where huggingface.co is reachable"
+fi

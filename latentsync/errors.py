@@ -39,3 +39,7 @@ class SkipVideo(LatentSyncError):
 
 class TrainingDivergedError(LatentSyncError):
     """Too many optimisation steps in a row had a non-finite loss or gradient."""
+
+
+class OutputError(LatentSyncError):
+    """The output cannot be written where asked, or would overwrite one of the inputs."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Iterable, Mapping
 
 import torch
@@ -30,6 +31,27 @@ logger = logging.getLogger(__name__)
 _MAX_LISTED_KEYS = 10
 
 
+def load_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> object:
+    """``torch.load`` of tensors and plain containers only (never arbitrary pickled objects).
+
+    Whatever it cannot read (another kind of file, a truncated download, a pickle of objects) is a
+    :class:`CheckpointError` naming the file; torch's own advice to retry without ``weights_only``
+    (which would run code from the file) is not passed on.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found: {path} (run `bash setup_env.sh` to download the official weights)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol ..." on files that are not checkpoints
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot read {what} {path}: not a PyTorch weights file, or a truncated or corrupt one "
+            f"({type(exc).__name__}); download it again"
+        ) from exc
+
+
 def read_checkpoint(
     path: str | os.PathLike, containers: tuple[str, ...] = ("state_dict",)
 ) -> tuple[dict[str, torch.Tensor], int]:
@@ -39,12 +61,7 @@ def read_checkpoint(
     files use ``state_dict``; VideoMAE-v2's use ``model`` or ``module``).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path} (run `bash setup_env.sh` to download the official weights)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    payload = load_weights_file(path)
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict of tensors")
     container = next((key for key in containers if key in payload), None)

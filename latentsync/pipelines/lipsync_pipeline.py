@@ -38,7 +38,8 @@ from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.affine_transform import AlignRestore
 from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, load_audio, mux_audio
+from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
+from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,14 @@ class LipsyncPipeline(DiffusionPipeline):
     ) -> list[FaceDetection | None]:
         """The synced person's detection in each of the first ``num_frames`` frames (None: not visible)."""
         tracker = FaceTracker(face_index=face_index)
-        return tracker.track(_counted(islice(reader, num_frames), num_frames, "faces", progress), detector)
+        counting = _CountingDetector(detector)
+        detections = tracker.track(_counted(islice(reader, num_frames), num_frames, "faces", progress), counting)
+        if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
+            raise NoFaceError(
+                f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "
+                f"{counting.most_faces} face(s) were found in a frame of {reader.path!r} (faces count from 0)"
+            )
+        return detections
 
     @staticmethod
     def align(restorer: AlignRestore, frame: np.ndarray, detection: FaceDetection | None, resolution: int) -> AlignedFrame:
@@ -413,11 +421,15 @@ class LipsyncPipeline(DiffusionPipeline):
         temp_dir: str | os.PathLike | None,
         progress: ProgressHook,
     ) -> SyncReport:
-        # 1. Check inputs.
+        # 1. Check inputs, and that the output can be written without replacing one of them.
+        check_output_path(video_out_path, (video_path, audio_path))
         if resolution % self.vae_scale_factor or resolution <= 0:
             raise ValueError(f"resolution must be a positive multiple of {self.vae_scale_factor}, got {resolution}")
         if num_frames < 1 or num_inference_steps < 1:
             raise ValueError("num_frames and num_inference_steps must be >= 1")
+        most_steps = self.scheduler.config.num_train_timesteps - self.scheduler.config.steps_offset
+        if num_inference_steps > most_steps:
+            raise ValueError(f"num_inference_steps must be <= {most_steps}, got {num_inference_steps}")
         reader = VideoReader(video_path, fps=VIDEO_FPS)  # probes the file: bad videos fail here, early
         waveform = load_audio(audio_path, SAMPLE_RATE)
 
@@ -446,7 +458,11 @@ class LipsyncPipeline(DiffusionPipeline):
         restorer = AlignRestore(resolution)
 
         # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write.
-        work = tempfile.mkdtemp(prefix="latentsync-", dir=os.fspath(temp_dir) if temp_dir is not None else None)
+        # Leftovers of earlier runs that were killed go first (only those whose process is gone).
+        work_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
+        remove_stale(work_parent, WORK_PREFIX)
+        remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
+        work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
         frames = self.aligned_frames(reader, detections, total, restorer, resolution, work)
         synced = 0
         try:
@@ -510,6 +526,22 @@ class LipsyncPipeline(DiffusionPipeline):
             self.restore(restorer, aligned, face) if aligned.face is not None else aligned.frame
             for aligned, face in zip(clip, synced)
         ]
+
+
+class _CountingDetector:
+    """A face detector that remembers the most faces it saw in one frame (for error messages)."""
+
+    def __init__(self, detector: FaceDetector) -> None:
+        self.detector = detector
+        self.most_faces = 0
+
+    def detect(self, frame: np.ndarray) -> list[FaceDetection]:
+        return self.detect_batch([frame], consecutive=False)[0]
+
+    def detect_batch(self, frames, consecutive: bool = True) -> list[list[FaceDetection]]:
+        found = self.detector.detect_batch(frames, consecutive)
+        self.most_faces = max([self.most_faces, *map(len, found)])
+        return found
 
 
 def _counted(items: Iterator, total: int, stage: str, progress: ProgressHook | None) -> Iterator:

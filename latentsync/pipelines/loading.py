@@ -51,6 +51,12 @@ def _require(path: str | os.PathLike, what: str, unet_config_path, filename: str
     return path
 
 
+def max_inference_steps() -> int:
+    """The most DDIM steps the project's scheduler can take (its training timesteps less its offset)."""
+    config = DDIMScheduler.load_config(paths.SCHEDULER_DIR)
+    return config["num_train_timesteps"] - config.get("steps_offset", 0)
+
+
 def default_whisper_path(audio_width: int) -> str:
     """The Whisper checkpoint in the checkpoints folder whose features are ``audio_width`` wide."""
     if audio_width not in paths.WHISPER_BY_WIDTH:
@@ -89,13 +95,15 @@ def load_pipeline(
     audio_windows: str = "overlap",
     audio_cache_dir: str | os.PathLike | None = None,
     deepcache_interval: int | None = None,
+    show_native_logs: bool = False,
 ) -> LipsyncPipeline:
     """Load UNet, VAE and Whisper from their files into a ready pipeline.
 
     ``whisper_path`` None picks ``checkpoints/whisper/tiny.pt`` or ``small.pt`` by the UNet's audio
     width; ``dtype`` None picks fp16 where the device runs it fast, else fp32; ``face_detector`` is
-    "auto", "insightface", "mediapipe" or None (no detector: pass one to each call). The pipeline
-    keeps the UNet config's clip length, resolution and mask as its call defaults.
+    "auto", "insightface", "mediapipe" or None (no detector: pass one to each call), its native
+    libraries' stderr chatter silenced unless ``show_native_logs``. The pipeline keeps the UNet
+    config's clip length, resolution and mask as its call defaults.
     """
     config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
     width = config.model.cross_attention_dim
@@ -139,5 +147,7 @@ def load_pipeline(
     if deepcache_interval:
         pipeline.enable_deepcache(deepcache_interval)
     if face_detector is not None:
-        pipeline.face_detector = make_face_detector(face_detector, model_dir=paths.AUXILIARY_DIR, device=str(device))
+        pipeline.face_detector = make_face_detector(
+            face_detector, model_dir=paths.AUXILIARY_DIR, device=str(device), show_native_logs=show_native_logs
+        )
     return pipeline

@@ -16,9 +16,12 @@ rounded here; upstream rounds them to integers just before the warp.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -85,6 +88,30 @@ class FaceDetector(Protocol):
     def detect_batch(
         self, frames: Iterable[np.ndarray], consecutive: bool = True
     ) -> list[list[FaceDetection]]: ...
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block.
+
+    MediaPipe's C++ (absl, glog, TFLite) and InsightFace write warnings straight to the process's
+    stderr, past Python's logging, some of them after a run's last line; only the descriptor
+    itself can be quieted. ``enabled=False`` (``--verbose``) lets them through.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
@@ -158,8 +185,21 @@ class MediapipeFaceDetector:
     """
 
     def __init__(
-        self, max_faces: int = 4, min_score: float = 0.5, crop_scale: float = 2.0, detect_every: int = 5
+        self,
+        max_faces: int = 4,
+        min_score: float = 0.5,
+        crop_scale: float = 2.0,
+        detect_every: int = 5,
+        show_native_logs: bool = False,
     ) -> None:
+        self.show_native_logs = show_native_logs
+        with self._quiet():
+            self._build(max_faces, min_score, crop_scale, detect_every)
+
+    def _quiet(self) -> contextlib.AbstractContextManager:
+        return native_stderr_silenced(not self.show_native_logs)
+
+    def _build(self, max_faces: int, min_score: float, crop_scale: float, detect_every: int) -> None:
         try:
             from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as exc:  # pragma: no cover - mediapipe is a pinned dependency
@@ -176,10 +216,15 @@ class MediapipeFaceDetector:
         self._crop_mesh = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_score
         )
+        # The graphs open their models on their own threads, and log while doing so, after the
+        # constructors return: wait for that inside the silenced block.
+        for solution in (self._detector, self._crop_mesh):
+            solution._graph.wait_until_idle()
 
     def close(self) -> None:
-        self._detector.close()
-        self._crop_mesh.close()
+        with self._quiet():
+            self._detector.close()
+            self._crop_mesh.close()
 
     def __enter__(self) -> MediapipeFaceDetector:
         return self
@@ -229,7 +274,8 @@ class MediapipeFaceDetector:
     def detect(self, frame: np.ndarray) -> list[FaceDetection]:
         """All faces (up to ``max_faces``) in one RGB uint8 frame, highest detector score first."""
         frame = _check_frame(frame)
-        faces = (self._mesh_in_box(frame, box, score) for box, score in self._find_boxes(frame))
+        with self._quiet():
+            faces = [self._mesh_in_box(frame, box, score) for box, score in self._find_boxes(frame)]
         return [face for face in faces if face is not None]
 
     def detect_batch(self, frames: Iterable[np.ndarray], consecutive: bool = True) -> list[list[FaceDetection]]:
@@ -239,6 +285,10 @@ class MediapipeFaceDetector:
         each frame is handled like :meth:`detect`."""
         if not consecutive:
             return [self.detect(frame) for frame in frames]
+        with self._quiet():
+            return self._track_batch(frames)
+
+    def _track_batch(self, frames: Iterable[np.ndarray]) -> list[list[FaceDetection]]:
         # One tracked face keeps FaceMesh from re-running its detector on every frame (it does while
         # it follows fewer faces than its maximum); further faces take the crop path.
         tracker = self._face_mesh.FaceMesh(
@@ -323,6 +373,7 @@ class InsightFaceDetector:
         device: str = "cpu",
         min_score: float = 0.5,
         det_size: int = INSIGHTFACE_DET_SIZE,
+        show_native_logs: bool = False,
     ) -> None:
         try:
             from insightface.app import FaceAnalysis
@@ -340,11 +391,15 @@ class InsightFaceDetector:
                 "pack there (`bash setup_env.sh --with-training` fetches checkpoints/auxiliary), or use "
                 "face_detector='mediapipe'"
             )
+        with native_stderr_silenced(not show_native_logs), contextlib.redirect_stdout(sys.stderr):
+            self._prepare(FaceAnalysis, model_dir, device, min_score, det_size)
+
+    def _prepare(self, face_analysis, model_dir: str | Path, device: str, min_score: float, det_size: int) -> None:
         on_cuda = str(device).startswith("cuda")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_cuda else ["CPUExecutionProvider"]
         ctx_id = (int(str(device).split(":")[1]) if ":" in str(device) else 0) if on_cuda else -1
         self.min_score = min_score
-        self._app = FaceAnalysis(
+        self._app = face_analysis(
             name=INSIGHTFACE_PACK,
             root=str(model_dir),
             allowed_modules=["detection", "landmark_2d_106"],
@@ -375,17 +430,21 @@ class InsightFaceDetector:
 
 
 def make_face_detector(
-    name: str = "auto", model_dir: str | Path = "checkpoints/auxiliary", device: str = "cpu"
+    name: str = "auto",
+    model_dir: str | Path = "checkpoints/auxiliary",
+    device: str = "cpu",
+    show_native_logs: bool = False,
 ) -> InsightFaceDetector | MediapipeFaceDetector:
     """Build a detector by name: "insightface" (upstream's), "mediapipe" (offline CPU) or "auto"
-    (insightface when it and its models are installed, else mediapipe)."""
+    (insightface when it and its models are installed, else mediapipe). The native libraries'
+    own stderr output is silenced unless ``show_native_logs``."""
     if name not in DETECTOR_NAMES:
         raise ConfigError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
     if name == "insightface" or (name == "auto" and insightface_available(model_dir)):
-        return InsightFaceDetector(model_dir=model_dir, device=device)
+        return InsightFaceDetector(model_dir=model_dir, device=device, show_native_logs=show_native_logs)
     if name == "auto":
         logger.info("insightface or its models in %s are unavailable; using the MediaPipe face detector", model_dir)
-    return MediapipeFaceDetector()
+    return MediapipeFaceDetector(show_native_logs=True) if show_native_logs else MediapipeFaceDetector()
 
 
 # ----------------------------------------------------------------------------------------------

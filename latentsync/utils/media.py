@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -19,8 +20,8 @@ from typing import Iterator
 import av
 import numpy as np
 
-from latentsync.errors import MediaError
-from latentsync.utils.atomic import atomic_output
+from latentsync.errors import MediaError, OutputError
+from latentsync.utils.atomic import TEMP_PREFIX, atomic_output, owned_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ INT16_SCALE = 32768.0  # s16le sample -> float in [-1, 1)
 DEFAULT_CRF = 18  # libx264 quality: visually lossless for talking heads
 _TIME_EPS = 1e-6  # seconds; absorbs float error when comparing frame times
 _STDERR_TAIL = 2000  # characters of ffmpeg's stderr kept in error messages
+OUTPUT_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv")  # containers that hold H.264 + AAC
 
 
 def ffmpeg_exe() -> str:
@@ -49,8 +51,14 @@ def _ffmpeg_path(path: str | os.PathLike) -> str:
     return "file:" + os.path.abspath(os.fspath(path))
 
 
-def _require_file(path: str | os.PathLike, what: str) -> str:
+def require_file(path: str | os.PathLike, what: str) -> str:
+    """``path`` if it is a regular file; else a MediaError saying what it is instead (missing, a folder, a device)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise MediaError(f"{what} path is a folder, not a file: {path!r}")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A device (/dev/zero), a pipe or a socket: ffmpeg would read it forever or block.
+        raise MediaError(f"{what} path is not a regular file: {path!r}")
     if not os.path.isfile(path):
         raise MediaError(f"{what} file not found: {path!r}")
     return path
@@ -64,6 +72,8 @@ def _run_ffmpeg(args: list[str], path: str | os.PathLike, action: str) -> bytes:
         done = subprocess.run(cmd, capture_output=True, check=True)
     except subprocess.CalledProcessError as err:
         stderr = err.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+        if "matches no streams" in stderr:  # a "-map 0:a:0" on a file without audio
+            raise MediaError(f"file has no audio stream: {os.fspath(path)!r}") from err
         raise MediaError(f"ffmpeg could not {action} {os.fspath(path)!r}:\n{stderr}") from err
     return done.stdout
 
@@ -77,7 +87,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     ffmpeg resamples to ``sample_rate`` and writes 16-bit PCM, which is divided by 32768,
     exactly as openai-whisper loads audio. Returns shape (samples,).
     """
-    path = _require_file(path, "audio")
+    path = require_file(path, "audio")
     raw = _run_ffmpeg(
         [
             "-threads", "0",
@@ -111,6 +121,7 @@ class VideoInfo:
     has_audio: bool
     duration: float  # seconds covered by the video frames
     is_image: bool = False
+    rotation: int = 0  # degrees counter-clockwise the stored pixels are turned to display (0, 90, 180, 270)
 
 
 def _is_image_format(container: av.container.InputContainer) -> bool:
@@ -143,9 +154,21 @@ def _stream_timing(container: av.container.InputContainer, stream: av.video.stre
     return rate, int(count)
 
 
+def _display_rotation(path: str) -> int:
+    """Degrees (0, 90, 180, 270) counter-clockwise to turn the stored pixels to display them, from the
+    first frame's display matrix (phones store pixels sideways and record how to turn them)."""
+    try:
+        with av.open(path, "r") as container:
+            for frame in container.decode(video=0):
+                return round((frame.rotation or 0) / 90) * 90 % 360
+    except (av.FFmpegError, UnicodeDecodeError, ValueError):
+        pass  # undecodable: reading the frames reports it
+    return 0
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, frame count, size, duration and audio presence of a video or still image."""
-    path = _require_file(path, "video")
+    """Frame rate, frame count, display size, duration, rotation and audio presence of a video or still image."""
+    path = require_file(path, "video")
     with _open_input(path) as container:
         if not container.streams.video:
             raise MediaError(f"file has no video stream: {path!r}")
@@ -165,14 +188,17 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         width, height = stream.width, stream.height
     if not width or not height:
         raise MediaError(f"video stream has no frame size: {path!r}")
-    return VideoInfo(float(rate), count, width, height, has_audio, float(count / rate))
+    rotation = _display_rotation(path)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(float(rate), count, width, height, has_audio, float(count / rate), rotation=rotation)
 
 
 # --------------------------------------------------------------------------- reading
 
 
 class VideoReader:
-    """Lazily decode RGB uint8 (H, W, 3) frames resampled to ``fps`` by timestamp.
+    """Lazily decode RGB uint8 (H, W, 3) frames resampled to ``fps`` by timestamp, upright.
 
     Output frame k is the source frame on screen at time k / fps, counted from the first
     frame (frames are dropped or repeated). Nothing beyond the current frame is held in memory.
@@ -222,6 +248,13 @@ class VideoReader:
             except av.FFmpegError as err:
                 raise MediaError(f"cannot decode video {self.path!r}: {err}") from err
 
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB uint8, turned upright as its display matrix asks."""
+        rgb = frame.to_ndarray(format="rgb24")
+        if self.info.rotation:
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.info.rotation // 90))
+        return rgb
+
     def __iter__(self) -> Iterator[np.ndarray]:
         emitted = 0
         shown: av.VideoFrame | None = None  # source frame on screen at the next output time
@@ -232,7 +265,7 @@ class VideoReader:
             # Output times before this frame's start still show the previous frame.
             while emitted < self._length and emitted / self.fps < t - _TIME_EPS:
                 if shown_rgb is None:
-                    shown_rgb = shown.to_ndarray(format="rgb24")
+                    shown_rgb = self._rgb(shown)
                     yield shown_rgb
                 else:  # a repeated frame: a copy, so callers may edit frames in place
                     yield shown_rgb.copy()
@@ -244,7 +277,7 @@ class VideoReader:
             raise MediaError(f"video has no decodable frames: {self.path!r}")
         while emitted < self._length:
             if shown_rgb is None:
-                shown_rgb = shown.to_ndarray(format="rgb24")
+                shown_rgb = self._rgb(shown)
                 yield shown_rgb
             else:
                 yield shown_rgb.copy()
@@ -352,8 +385,8 @@ def mux_audio(
     (never after the video); without it, the longer stream sets the length.
     The result is written under a temporary name and renamed to ``out_path``.
     """
-    video_path = _require_file(video_path, "video")
-    audio_path = _require_file(audio_path, "audio")
+    video_path = require_file(video_path, "video")
+    audio_path = require_file(audio_path, "audio")
     if audio_offset < 0:
         raise ValueError(f"audio_offset must be >= 0 seconds, got {audio_offset}")
     with atomic_output(out_path) as tmp:
@@ -374,3 +407,52 @@ def mux_audio(
             args += ["-shortest", "-t", f"{probe_video(video_path).duration:.6f}"]
         args.append(_ffmpeg_path(tmp))
         _run_ffmpeg(args, f"{os.fspath(video_path)} + {os.fspath(audio_path)}", "mux")
+
+
+# --------------------------------------------------------------------------- output checks
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> str:
+    """Refuse, before any work, an output that would replace an input, is not a video file name,
+    or cannot be written: the folder must exist or be creatable, and accept a new file."""
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() not in OUTPUT_EXTENSIONS:
+        raise OutputError(f"output {path!r} must end in {', '.join(OUTPUT_EXTENSIONS)} (the extension picks the container)")
+    for source in inputs:
+        if _same_file(path, os.fspath(source)):
+            raise OutputError(f"output {path!r} is the input file {os.fspath(source)!r}; choose another output path")
+    if os.path.isdir(path):
+        raise OutputError(f"output {path!r} is an existing folder; name a file inside it")
+    if os.path.lexists(path) and not os.path.isfile(path) and not os.path.islink(path):
+        raise OutputError(f"output {path!r} exists and is not a regular file")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"output {path!r}")
+    return path
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
+    """Refuse a folder that is a file, or that (or its nearest existing parent) does not accept new files.
+
+    Nothing is created: a missing folder is made later, when something is written into it.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == folder else f"is under {existing!r}, which is a file"
+        raise OutputError(f"{what}: folder {folder!r} {where}")
+    try:  # the real test: read-only mounts, immutable folders and /proc refuse it whatever the mode bits say
+        fd, probe = tempfile.mkstemp(prefix=owned_prefix(TEMP_PREFIX) + "probe-", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise OutputError(f"{what}: folder {existing!r} does not accept new files ({err.strerror})") from err

@@ -27,6 +27,7 @@ import whisper
 from whisper.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 
 from latentsync.errors import CheckpointError, MediaError
+from latentsync.models.checkpoint import load_weights_file
 from latentsync.utils.atomic import atomic_output
 from latentsync.utils.content_cache import cache_key, sha256_file
 from latentsync.utils.device import pick_device
@@ -138,6 +139,25 @@ def chunk_indices(
 # --------------------------------------------------------------------------- encoder
 
 
+def _load_whisper(path: str) -> whisper.model.Whisper:
+    """An openai-whisper model from its checkpoint (``dims`` + ``model_state_dict``), as ``whisper.load_model``
+    builds it, read with :func:`load_weights_file` so a wrong file gets a message that names it."""
+    checkpoint = load_weights_file(path, "whisper checkpoint")
+    if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= checkpoint.keys():
+        raise CheckpointError(
+            f"{path!r} is not an openai-whisper checkpoint (it lacks 'dims' and 'model_state_dict'); "
+            "pass checkpoints/whisper/tiny.pt or another openai-whisper .pt file"
+        )
+    try:
+        model = whisper.model.Whisper(whisper.model.ModelDimensions(**checkpoint["dims"]))
+        # Loads the checkpoint's own positional-embedding buffer (float16-rounded sinusoids),
+        # which the features depend on; recomputing it would shift them by ~1e-3.
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (TypeError, RuntimeError) as err:
+        raise CheckpointError(f"whisper checkpoint {path!r} does not match its own dims: {err}") from err
+    return model
+
+
 class Audio2Feature:
     """Whisper encoder features (T, layers, width) at 50 Hz and their per-video-frame chunks."""
 
@@ -166,12 +186,7 @@ class Audio2Feature:
                 f"whisper checkpoint not found: {self.model_path!r} (run setup_env.sh to download whisper/tiny.pt)"
             )
         self.device = torch.device(device) if device is not None else pick_device("auto")
-        try:
-            # Loads the checkpoint's own positional-embedding buffer (float16-rounded sinusoids),
-            # which the features depend on; recomputing it would shift them by ~1e-3.
-            model = whisper.load_model(self.model_path, device=self.device)
-        except Exception as err:  # torch/pickle errors: name the file
-            raise CheckpointError(f"cannot load whisper checkpoint {self.model_path!r}: {err}") from err
+        model = _load_whisper(self.model_path).to(self.device)
         self.encoder = model.encoder.to(dtype).eval()  # the decoder is never used
         self.n_mels = model.dims.n_mels
         self.embedding_dim = model.dims.n_audio_state

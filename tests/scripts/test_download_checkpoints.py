@@ -1,4 +1,5 @@
 import os
+import shlex
 import subprocess
 import sys
 
@@ -40,3 +41,15 @@ def test_unknown_release_is_an_error(tmp_path):
     result = run_download(tmp_path, "--release", "9.9")
     assert result.returncode == 1
     assert "unknown release '9.9'" in result.stderr
+
+
+def test_check_lists_missing_files_with_commands_that_exist_and_fails(tmp_path):
+    result = run_download(tmp_path, "--check")
+    assert result.returncode == 1
+    commands = [line.split("<- ", 1)[1] for line in result.stderr.splitlines() if "<- " in line]
+    assert len(commands) == 3
+    for command in commands:
+        words = shlex.split(command)
+        # The hf CLI is only inside the virtual environment; the command names it there, runnable from cwd.
+        assert words[0].endswith(os.path.join(".venv", "bin", "hf")) and words[1] == "download"
+        assert os.path.isfile(os.path.join(REPO_ROOT, words[0])) or os.path.isabs(words[0])
