@@ -17,7 +17,7 @@ import lpips
 import torch
 
 from latentsync.errors import CheckpointError
-from latentsync.models.checkpoint import load_weights, read_checkpoint
+from latentsync.models.checkpoint import load_weights, load_weights_file, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def _empty_lpips_vgg() -> lpips.LPIPS:
     model.to_empty(device="cpu")
     fresh_scaling = lpips.ScalingLayer()
     model.scaling_layer.load_state_dict(fresh_scaling.state_dict())
-    calibration = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "vgg.pth"),
-                             map_location="cpu", weights_only=True)
+    calibration = load_weights_file(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "vgg.pth"),
+                                    "lpips calibration weights")
     # Keys ``linN.model.1.weight``; ``model.lins`` holds the same layers as ``N.model.1.weight``.
     load_weights(model.lins, {key.removeprefix("lin"): value for key, value in calibration.items()},
                  "lpips calibration weights (vgg.pth)")
