@@ -319,3 +319,11 @@ def test_max_train_epochs_becomes_steps():
     assert train_steps(config, 10, two_ranks) == 3 * 3  # 5 videos per rank, 3 batches of 2 (the last padded)
     config.run.max_train_steps = 7
     assert train_steps(config, 10, two_ranks) == 7
+
+
+def test_the_reference_flag_name_and_init_flag():
+    args = parse_args(["--unet_config_path", "configs/unet/stage2.yaml", "--init_ckpt_path", "stage1.pt"])
+    assert args.config_path == "configs/unet/stage2.yaml"
+    assert parse_args([]).config_path == "configs/unet/stage1.yaml"
+    config = load_training_config(args)
+    assert config.ckpt.init_ckpt_path == "stage1.pt" and config.run.audio_dropout_prob == 0.0
