@@ -35,3 +35,32 @@ def _autocast_disabled(device: torch.device) -> torch.autocast:
     # Disabling is a no-op where autocast is off; device types autocast does not know fall back to CPU's.
     device_type = device.type if device.type in ("cuda", "cpu", "mps", "xpu") else "cpu"
     return torch.autocast(device_type, enabled=False)
+
+
+# ---------------------------------------------------------------------------
+# U-Net training: denoising and pixel-space supervision
+# ---------------------------------------------------------------------------
+
+
+def noise_prediction_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error ``[b]`` in float32 between the predicted and the true noise.
+
+    Equal-sized samples make ``.mean()`` the reference's ``F.mse_loss(..., reduction="mean")``.
+    """
+    return (predicted.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def lower_half(images: torch.Tensor) -> torch.Tensor:
+    """Rows ``h//2:`` of ``[..., h, w]`` images: the mouth region that the mask hides."""
+    return images[..., images.shape[-2] // 2 :, :]
+
+
+def perceptual_loss(lpips_model: torch.nn.Module, generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """LPIPS ``[n]`` (float32) on the lower half of ``[n, 3, h, w]`` frames in [-1, 1].
+
+    ``lpips_model`` is an ``lpips.LPIPS`` (see :func:`latentsync.models.perceptual.load_lpips_vgg`);
+    inputs are cast to its weight dtype.
+    """
+    dtype = next(lpips_model.parameters()).dtype
+    distance = lpips_model(lower_half(generated).to(dtype), lower_half(real).to(dtype))
+    return distance.flatten().float()

@@ -50,3 +50,17 @@ def stop_group(proc: subprocess.Popen, timeout: float = 30) -> int | None:
 def _kill_group(group: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)
+
+
+def run_torchrun(module: str, args: Sequence[str], nproc: int = 2, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` under ``torchrun --nproc_per_node nproc`` on a free port, one thread per process."""
+    import socket
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
+               "-m", module, *args]
+    return run_group(command, timeout, env=env, **kwargs)

@@ -52,16 +52,25 @@ def load_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> obje
         ) from exc
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], int]:
-    """Read a weights file; return ``(state_dict, global_step)`` (step 0 for a bare state dict)."""
+def read_checkpoint(
+    path: str | os.PathLike, containers: tuple[str, ...] = ("state_dict",)
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Read a weights file; return ``(state_dict, global_step)`` (step 0 for a bare state dict).
+
+    ``containers``: the keys a file may wrap its state dict in, first match wins (LatentSync
+    files use ``state_dict``; VideoMAE-v2's use ``model`` or ``module``).
+    """
     path = os.fspath(path)
     payload = load_weights_file(path)
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict of tensors")
-    if "state_dict" in payload:
-        state_dict, step = payload["state_dict"], int(payload.get("global_step", 0))
+    container = next((key for key in containers if key in payload), None)
+    if container is not None:
+        state_dict, step = payload[container], int(payload.get("global_step", 0))
     else:
         state_dict, step = payload, 0
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"checkpoint {path}: '{container}' holds a {type(state_dict).__name__}, expected a dict")
     bad = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
     if bad:
         raise CheckpointError(f"checkpoint {path} has non-tensor entries: {_listing(bad)}")
