@@ -13,7 +13,9 @@ from latentsync.utils.atomic import atomic_output
 Curve = tuple[Sequence[float], Sequence[float]]  # (steps, values)
 
 
-def save_chart(path: str | os.PathLike, panels: Mapping[str, Mapping[str, Curve]], title: str | None = None) -> None:
+def save_chart(
+    path: str | os.PathLike, panels: Mapping[str, Mapping[str, Curve]], title: str | None = None, xlabel: str = "step"
+) -> None:
     """Write one panel per ``ylabel -> {label: (steps, values)}`` stacked vertically, sharing the step axis.
 
     The PNG is written under a temporary name and renamed, so a reader never sees half a file.
@@ -29,7 +31,7 @@ def save_chart(path: str | os.PathLike, panels: Mapping[str, Mapping[str, Curve]
         ax.grid(alpha=0.3)
         if any(len(steps) for steps, _ in curves.values()):
             ax.legend()
-    axes[-1].set_xlabel("step")
+    axes[-1].set_xlabel(xlabel)
     if title:
         axes[0].set_title(title)
     with atomic_output(path, suffix=".png") as tmp:

@@ -1,0 +1,101 @@
+"""One command from a checkpoint to a table: generate an evaluation list's videos, then score them.
+
+Inference runs through ``python -m scripts.inference --batch`` (options this script does not know
+are passed on to it); then every output gets LSE-C / LSE-D / offset (classic SyncNet), hyperIQA,
+and SSIM / PSNR against its source video, and the set gets FVD and FID against the source videos.
+Writes OUTPUT_DIR/metrics.csv (per video), metrics.json (rows and summary), metrics.md, and
+prints the Markdown. A video that fails is a row with its reason.
+
+    python -m eval.eval_all --eval_list eval.csv --checkpoint checkpoints/latentsync_unet.pt --output_dir results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from latentsync.errors import LatentSyncError
+from latentsync.metrics.evaluation import (
+    add_sync_arguments, build_sync, merge_rows, quality_rows, set_scores, similarity_rows, sync_rows,
+)
+from latentsync.metrics.fid import INCEPTION_FILE, load_inception
+from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
+from latentsync.metrics.inference_runs import read_eval_list, run_inference
+from latentsync.metrics.model_files import default_path, require_model_file
+from latentsync.metrics.report import error_line, publish, summarise
+from latentsync.models.hyperiqa import HyperNet
+from latentsync.utils.device import DEVICE_CHOICES, pick_device
+from latentsync.utils.logging import configure_logging
+
+COLUMNS = ["video", "source", "audio", "lse_c", "lse_d", "offset", "hyperiqa", "ssim", "psnr", "error"]
+MEANS = ["lse_c", "lse_d", "hyperiqa", "ssim", "psnr"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m eval.eval_all", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval_list", required=True, help="CSV of video,audio rows (relative to the CSV)")
+    parser.add_argument("--checkpoint", help="UNet weights to generate with (omit with --skip_inference)")
+    parser.add_argument("--unet_config_path", help="UNet config of the checkpoint (default: the inference config's)")
+    parser.add_argument("--output_dir", required=True, help="generated videos and the metrics table")
+    parser.add_argument("--skip_inference", action="store_true", help="score the outputs already in OUTPUT_DIR")
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="FVD protocol (default: %(default)s)")
+    parser.add_argument("--i3d_path", default=default_path("i3d_torchscript.pt"), help="I3D TorchScript file")
+    parser.add_argument("--inception_path", default=default_path(INCEPTION_FILE), help="FID Inception-v3 weights")
+    parser.add_argument("--hyperiqa_path", default=default_path("koniq_pretrained.pkl"), help="hyperIQA weights")
+    parser.add_argument("--no_face_crop", action="store_true", help="FVD on whole frames")
+    parser.add_argument("--frame_stride", type=int, default=1, help="every N-th frame for FID and SSIM/PSNR")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="for inference and scoring")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_sync_arguments(parser)
+    args, extra = parser.parse_known_args(argv)
+    if not args.skip_inference and not args.checkpoint:
+        parser.error("--checkpoint is required unless --skip_inference is given")
+    return args, extra
+
+
+def evaluate(args: argparse.Namespace, extra: list[str]) -> str:
+    device = pick_device(args.device)
+    progress = not args.no_progress
+    pairs = read_eval_list(args.eval_list, args.output_dir)
+    # Every model file is checked before the (long) inference run.
+    for path in (args.i3d_path, args.inception_path, args.hyperiqa_path, args.syncnet_path, args.s3fd_path):
+        require_model_file(path)
+    if not args.skip_inference:
+        run_inference(pairs, args.checkpoint, args.output_dir, args.unet_config_path, [*extra, "--device", args.device])
+    made = [p for p in pairs if os.path.isfile(p.output)]
+    missing = [{"video": p.output, "error": "no output: inference failed for this pair"} for p in pairs if p not in made]
+    outputs = [p.output for p in made]
+    sources = sorted({p.video for p in pairs})
+
+    scorer, detector, settings = build_sync(args, device)
+    sync = list(sync_rows(outputs, scorer, detector, settings, progress))
+    quality = list(quality_rows(outputs, HyperNet.from_file(args.hyperiqa_path, device), progress))
+    similarity = list(similarity_rows([(p.video, p.output) for p in made], args.frame_stride, progress))
+    errors: dict[str, str] = {}
+    cropper = None if args.no_face_crop else FaceCropper()
+    scores = set_scores(sources, outputs, load_i3d(args.i3d_path, device), load_inception(args.inception_path, device),
+                        args.protocol, cropper, args.frame_stride, 16, errors, progress)
+    info = [{"video": p.output, "source": p.video, "audio": p.audio} for p in pairs]
+    rows = merge_rows([p.output for p in pairs], info, missing, sync, quality, similarity,
+                      [{"video": v, "error": e} for v, e in errors.items()])
+    summary = {**scores, **summarise(rows, MEANS)}
+    return publish(rows, summary, COLUMNS, os.path.join(args.output_dir, "metrics"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    configure_logging()
+    try:
+        text = evaluate(args, extra)
+    except (LatentSyncError, ValueError) as err:
+        print(error_line(err), file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""FVD between two folders of videos, plus FID over frames and SSIM/PSNR over paired frames.
+
+FVD: one 16-frame clip of 224 px face crops per video through the I3D TorchScript network
+(``i3d_torchscript.pt``). ``--protocol stylegan-v`` (default) feeds frames in [-1, 1] as the common
+implementations do; ``--protocol latentsync`` feeds [0, 1] as LatentSync's evaluation does (its
+FVDs are not comparable with the standard ones). FID: Inception-v3 pool features of every
+``--frame_stride``-th frame. SSIM/PSNR: fake videos paired with real ones of the same name
+(``name.mp4`` or ``name__audio.mp4`` with ``name.mp4``), frame by frame.
+
+    python -m eval.eval_fvd --real_dir data/real --fake_dir results/ --output results/fvd
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from latentsync.errors import LatentSyncError
+from latentsync.metrics.evaluation import list_videos, merge_rows, pair_by_name, set_scores, similarity_rows
+from latentsync.metrics.fid import INCEPTION_FILE, load_inception
+from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
+from latentsync.metrics.model_files import default_path
+from latentsync.metrics.report import error_line, publish, summarise
+from latentsync.utils.device import DEVICE_CHOICES, pick_device
+from latentsync.utils.logging import configure_logging
+
+COLUMNS = ["video", "real", "ssim", "psnr", "error"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m eval.eval_fvd", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real_dir", required=True, help="folder (or one video) of real videos")
+    parser.add_argument("--fake_dir", required=True, help="folder (or one video) of generated videos")
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="I3D input convention (default: %(default)s)")
+    parser.add_argument("--i3d_path", default=default_path("i3d_torchscript.pt"), help="I3D TorchScript file")
+    parser.add_argument("--inception_path", default=default_path(INCEPTION_FILE), help="FID Inception-v3 weights")
+    parser.add_argument("--no_face_crop", action="store_true", help="FVD on whole frames (videos already face crops)")
+    parser.add_argument("--no_fid", action="store_true", help="skip FID")
+    parser.add_argument("--no_similarity", action="store_true", help="skip SSIM/PSNR")
+    parser.add_argument("--frame_stride", type=int, default=1, help="use every N-th frame for FID and SSIM/PSNR")
+    parser.add_argument("--batch_size", type=int, default=16, help="frames per Inception batch")
+    parser.add_argument("--output", help="write the table to OUTPUT.csv, .json and .md")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.frame_stride < 1:
+        parser.error("--frame_stride must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    progress = not args.no_progress
+    try:
+        device = pick_device(args.device)
+        real, fake = list_videos(args.real_dir), list_videos(args.fake_dir)
+        i3d = load_i3d(args.i3d_path, device)
+        inception = None if args.no_fid else load_inception(args.inception_path, device)
+        print(f"FVD protocol: {args.protocol}")
+        errors: dict[str, str] = {}
+        cropper = None if args.no_face_crop else FaceCropper()
+        summary = set_scores(real, fake, i3d, inception, args.protocol, cropper, args.frame_stride, args.batch_size,
+                             errors, progress)
+        pairs = [] if args.no_similarity else pair_by_name(real, fake)
+        similarity = list(similarity_rows(pairs, args.frame_stride, progress))
+        rows = merge_rows(fake, similarity, [{"video": v, "error": e} for v, e in errors.items()])
+        summary.update(summarise(rows, ["ssim", "psnr"]))
+        text = publish(rows, summary, COLUMNS, args.output)
+    except (LatentSyncError, ValueError) as err:
+        print(error_line(err), file=sys.stderr)
+        return 1
+    print(text)
+    return 0 if summary["fvd"] is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

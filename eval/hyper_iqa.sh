@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# hyperIQA quality (0-100) of a video or a folder; arguments go to eval/hyper_iqa.py, e.g.
+#   bash eval/hyper_iqa.sh --videos_dir results/ --output results/hyper_iqa
+set -euo pipefail
+python -m eval.hyper_iqa "$@"

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Generate an evaluation list's videos with a checkpoint; arguments go to eval/inference_videos.py, e.g.
+#   bash eval/inference_videos.sh --eval_list eval.csv --checkpoint checkpoints/latentsync_unet.pt --output_dir results/
+set -euo pipefail
+python -m eval.inference_videos "$@"

@@ -1,0 +1,1 @@
+"""Scorers shared by evaluation, training validation and preprocessing."""

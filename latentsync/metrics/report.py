@@ -1,0 +1,88 @@
+"""Result tables: one row per video (a failed video is a row with its reason) plus a summary.
+
+Written as CSV and JSON (atomically) and rendered as Markdown for the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+from latentsync.utils.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def mean_of(rows: Iterable[Row], key: str) -> float | None:
+    """Mean of ``key`` over rows that have a finite value for it (failed rows have none)."""
+    values = [row[key] for row in rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+    return sum(values) / len(values) if values else None
+
+
+def summarise(rows: Sequence[Row], keys: Sequence[str]) -> Row:
+    """Means of ``keys`` plus counts of scored and failed videos."""
+    summary: Row = {key: mean_of(rows, key) for key in keys}
+    summary["videos"] = len(rows)
+    summary["failed"] = sum(1 for row in rows if row.get("error"))
+    return summary
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    """A GitHub Markdown table of ``columns``."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)).replace("|", "\\|") for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def render(rows: Sequence[Row], summary: Row, columns: Sequence[str]) -> str:
+    """Summary table (metric | value) followed by the per-video table."""
+    head = markdown_table([{"metric": k, "value": v} for k, v in summary.items()], ["metric", "value"])
+    return head + "\n\n" + markdown_table(rows, columns)
+
+
+def write_report(stem: str | os.PathLike, rows: Sequence[Row], summary: Row, columns: Sequence[str]) -> list[str]:
+    """Write ``<stem>.csv`` (per-video rows), ``<stem>.json`` (rows and summary) and ``<stem>.md``; return the paths."""
+    stem = os.fspath(stem)
+    paths = [stem + ".csv", stem + ".json", stem + ".md"]
+    with atomic_output(paths[0]) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{c: _cell(row.get(c)) for c in columns} for row in rows])
+    with atomic_output(paths[1]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"summary": _jsonable(summary), "rows": [_jsonable(row) for row in rows]}, f, indent=2)
+    with atomic_output(paths[2]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(render(rows, summary, columns) + "\n")
+    return paths
+
+
+def _jsonable(row: Mapping[str, Any]) -> Row:
+    # JSON has no infinities (an exact PSNR): write them as strings.
+    return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def publish(rows: Sequence[Row], summary: Row, columns: Sequence[str], output: str | None) -> str:
+    """Write the table files when ``output`` is given (logging each path); return the Markdown to print."""
+    if output:
+        for path in write_report(output, rows, summary, columns):
+            logger.info("wrote %s", path)
+    return render(rows, summary, columns)
+
+
+def error_line(err: BaseException) -> str:
+    """A CLI's one ``error:`` line for a failure that stops the whole run."""
+    return "error: " + (" ".join(str(err).split()) or type(err).__name__)
