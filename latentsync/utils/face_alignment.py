@@ -94,9 +94,14 @@ class FaceAligner:
         """Warp the face onto the template (landmarks rounded, as upstream) and resize it to ``resolution``²."""
         if detection is None:
             return AlignedFrame(frame, None, None, None)
-        crop, matrix = self.restorer.align_warp_face(frame, np.round(detection.landmarks), smooth=self.smooth)
-        face = cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
-        return AlignedFrame(frame, face, matrix, detection)
+        matrix = self.restorer.estimate_matrix(np.round(detection.landmarks), smooth=self.smooth)
+        return AlignedFrame(frame, self.crop(frame, matrix), matrix, detection)
+
+    def crop(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The (r, r, 3) uint8 face of ``frame`` through a frame-to-crop ``matrix`` (e.g. a neighbour's,
+        for a frame where the face was missed)."""
+        crop = self.restorer.warp(frame, matrix)
+        return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def align_frames(
         self, frames: Iterable[np.ndarray], detections: Sequence[FaceDetection | None] | None = None
