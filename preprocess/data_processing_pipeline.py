@@ -15,6 +15,7 @@ import collections
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -170,14 +171,19 @@ def publish_final(items: list[Item], settings: Settings) -> list[str]:
 
 
 def summary_table(results: list[tuple[str, StepResult]], finals: int, hours_in: float, hours_out: float) -> str:
-    """Counts per step and reason, then the footage in and out."""
-    lines = [f"{'step':<24} {'items':>6} {'kept':>6} {'dropped':>8}  reasons"]
+    """Counts per step and reason, processing seconds per item and per final clip, footage in and out."""
+    lines = [f"{'step':<24} {'items':>6} {'kept':>6} {'dropped':>8} {'s/item':>7} {'s/clip':>7}  reasons"]
     for name, result in results:
         kept = sum(line["kept"] for line in result.records)
+        seconds = sum(line.get("seconds") or 0 for line in result.records)
+        items = len({line["source"] for line in result.records})
         reasons = collections.Counter(line["reason"] for line in result.records if not line["kept"])
         listed = "; ".join(f"{reason} ({count})" for reason, count in sorted(reasons.items()))
         failed = f"; failed, retried by a rerun ({len(result.failed)})" if result.failed else ""
-        lines.append(f"{name:<24} {len(result.records):>6} {kept:>6} {len(result.records) - kept:>8}  {listed}{failed}")
+        lines.append(
+            f"{name:<24} {len(result.records):>6} {kept:>6} {len(result.records) - kept:>8} "
+            f"{seconds / max(1, items):>7.2f} {seconds / max(1, finals):>7.2f}  {listed}{failed}"
+        )
     lines.append(f"final clips: {finals}; footage in {hours_in:.4f} h, out {hours_out:.4f} h")
     return "\n".join(lines)
 
@@ -213,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     gpu_workers = args.per_gpu_num_workers * gpus if gpus else args.total_num_workers
     executor = RayExecutor(args.ray_address, gpus) if args.executor == "ray" else LocalExecutor()
     items = find_videos(input_dir)
+    start = time.perf_counter()
     logger.info("%d videos under %s; output in %s", len(items), input_dir, output_dir)
     results: list[tuple[str, StepResult]] = []
     try:
@@ -228,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
     hours_in = sum(line.get("duration_in") or 0 for line in results[0][1].records) / 3600
     hours_out = sum(item.data.get("duration_out") or 0 for item in items) / 3600
     table = summary_table(results, len(finals), hours_in, hours_out)
+    videos, minutes = len(results[0][1].records), (time.perf_counter() - start) / 60
+    if all(result.processed == result.items for _, result in results):  # a fresh run, not a resumed one
+        table += f"\nthroughput: {videos} videos in {minutes:.2f} min = {videos / minutes:.1f} videos/minute"
     with atomic_output(os.path.join(output_dir, "manifests", "summary.txt")) as tmp, open(tmp, "w") as f:
         f.write(table + "\n")
     print(table)

@@ -32,6 +32,7 @@ import av.logging
 from tqdm import tqdm
 
 from latentsync.errors import LatentSyncError
+from latentsync.paths import PROJECT_ROOT
 from latentsync.utils.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class StepResult:
     failed: list[str]
     processed: int  # items run in this invocation (not resumed from a previous one)
     seconds: float
+    items: int
 
 
 class Executor:
@@ -170,7 +172,10 @@ class RayExecutor(Executor):
         self._started = not ray.is_initialized()
         if self._started:
             options = {"address": address} if address else {"num_gpus": num_gpus}
-            ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            # Workers import this project from the same path as the driver (shared on a cluster).
+            runtime_env = {"env_vars": {"PYTHONPATH": os.fspath(PROJECT_ROOT)}}
+            ray.init(**options, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
         self._task = ray.remote(run_item)
 
     def map(self, process: Process, items: list[Item], settings, workers: int, gpu: bool) -> Iterator:
@@ -221,7 +226,7 @@ def run_step(
             bar.update(1)
     ordered = [line for item in items if item.key in stored for line in stored[item.key]]
     _write_manifest(manifest_path(output_dir, name), ordered)
-    return StepResult(ordered, failed, len(pending), time.perf_counter() - start)
+    return StepResult(ordered, failed, len(pending), time.perf_counter() - start, len(items))
 
 
 def publish(src: str, dst: str) -> None:
