@@ -61,7 +61,9 @@ class Step:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--input_dir", required=True, help="folder of raw videos (searched recursively; never modified)")
     p.add_argument("--output_dir", help="where step folders and manifests go (default: the input folder's parent)")
     p.add_argument("--temp_dir", help="working files (default: OUTPUT_DIR/.work)")
@@ -102,7 +104,9 @@ def check_model_files(args: argparse.Namespace) -> None:
             for flag in ("syncnet_config", "syncnet_ckpt"):
                 path = getattr(args, flag)
                 if not path or not os.path.isfile(path):
-                    raise LatentSyncError(f"--sync_scorer stable needs --{flag} (a file; got {path!r}); or pass --skip_sync")
+                    raise LatentSyncError(
+                        f"--sync_scorer stable needs --{flag} (a file; got {path!r}); or pass --skip_sync"
+                    )
         else:
             require_model_file(args.classic_syncnet_path)
             require_model_file(args.s3fd_path)

@@ -15,7 +15,7 @@ def check_video(item: Item, settings) -> list[Record]:
     try:
         info = probe_video(item.source)
     except MediaError as err:
-        return dropped(item, _undecodable(err))
+        return dropped(item, _undecodable(err, item.source))
     if info.is_image:
         return dropped(item, "a still image, not a video")
     if not info.has_audio:
@@ -25,11 +25,11 @@ def check_video(item: Item, settings) -> list[Record]:
     try:
         next(iter(VideoReader(item.source, fps=info.fps)))
     except MediaError as err:
-        return dropped(item, _undecodable(err))
+        return dropped(item, _undecodable(err, item.source))
     return [record(item.source, item.source, True, duration_in=info.duration, duration_out=info.duration)]
 
 
-def _undecodable(err: MediaError) -> str:
+def _undecodable(err: MediaError, path: str) -> str:
     """One short reason line: the library's own words, without the path the manifest already names."""
-    message = str(err).splitlines()[0].split(": ", 1)[-1]
+    message = str(err).splitlines()[0].replace(f": {path!r}", "").split(": ", 1)[-1]
     return "undecodable: " + message[:160]

@@ -92,7 +92,8 @@ def _write_manifest(path: str, records: Iterable[Record]) -> None:
 def remove_stale_temporaries(output_dir: str, temp_dir: str) -> int:
     """Delete what a killed run left: atomic_output's temporary files under ``output_dir`` and the
     steps' working folders in ``temp_dir`` (only those names, which this code creates)."""
-    stale = glob.glob(os.path.join(glob.escape(output_dir), "**", TEMP_PREFIX + "*"), recursive=True, include_hidden=True)
+    pattern = os.path.join(glob.escape(output_dir), "**", TEMP_PREFIX + "*")
+    stale = glob.glob(pattern, recursive=True, include_hidden=True)
     stale += glob.glob(os.path.join(glob.escape(temp_dir), WORK_PREFIX + "*"))
     for path in stale:
         if os.path.isdir(path):
@@ -181,7 +182,8 @@ class RayExecutor(Executor):
     def map(self, process: Process, items: list[Item], settings, workers: int, gpu: bool) -> Iterator:
         ray = self._ray
         gpus = 1 / max(1, workers) if gpu and ray.cluster_resources().get("GPU", 0) else 0
-        pending = {self._task.options(num_cpus=1, num_gpus=gpus).remote(process, item, settings): item for item in items}
+        task = self._task.options(num_cpus=1, num_gpus=gpus)
+        pending = {task.remote(process, item, settings): item for item in items}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

@@ -36,7 +36,8 @@ def scorer(settings):
         model = StableSyncNet.from_checkpoint(config, settings.syncnet_ckpt, device=device)
         stable = StableSyncScorer(model, config["data"], vshift=settings.vshift)
         return lambda path: _verdict(stable.score(path))
-    classic = SyncScorer(ClassicSyncNet.from_file(settings.classic_syncnet_path, device), device, vshift=settings.vshift)
+    syncnet = ClassicSyncNet.from_file(settings.classic_syncnet_path, device)
+    classic = SyncScorer(syncnet, device, vshift=settings.vshift)
     detector = S3FDDetector(S3FD.from_file(settings.s3fd_path, device), device)
     return lambda path: _verdict(score_video(path, classic, detector))
 
@@ -62,7 +63,8 @@ def sync_clip(item: Item, settings) -> list[Record]:
     scores = {"offset": offset, "confidence": round(confidence, 4)}
     duration = item.data.get("duration_out")
     if confidence < settings.sync_conf_threshold:
-        return dropped(item, f"sync confidence under {settings.sync_conf_threshold:g}", scores=scores, duration_in=duration)
+        reason = f"sync confidence under {settings.sync_conf_threshold:g}"
+        return dropped(item, reason, scores=scores, duration_in=duration)
     if abs(offset) > settings.max_offset:
         return dropped(item, f"|offset| over {settings.max_offset} frames", scores=scores, duration_in=duration)
     out = output_path(settings, item.key)

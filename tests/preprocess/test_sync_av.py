@@ -132,3 +132,35 @@ def shift_existing(src: str, dst: str, delay_frames: int) -> None:
     audio_filter = f"adelay={ms}" if delay_frames > 0 else f"atrim=start={ms / 1000},asetpts=PTS-STARTPTS,apad"
     subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", src, "-af", audio_filter, "-c:v", "copy",
                     "-shortest", dst], check=True)
+
+
+def test_classic_scorer_is_the_evaluation_metric(processed, tmp_path):
+    """The default scorer is the evaluation's score_video (weights: golden-procedure stand-ins)."""
+    from latentsync.errors import LatentSyncError
+    from latentsync.metrics.sync_confidence import SyncScorer, score_video
+    from latentsync.models.s3fd import S3FD, S3FDDetector
+    from latentsync.models.syncnet_classic import ClassicSyncNet
+    from preprocess.runner import run_item
+    from tests.golden_weights import write_official_file
+
+    syncnet_path, s3fd_path = tmp_path / "syncnet_v2.model", tmp_path / "sfd_face.pth"
+    write_official_file(syncnet_path, "syncnet_v2")
+    write_official_file(s3fd_path, "s3fd")
+    clip = os.path.join(processed["output_dir"], "high_visual_quality", "cut_000.mp4")
+    device = torch.device("cpu")
+    try:
+        result = score_video(clip, SyncScorer(ClassicSyncNet.from_file(syncnet_path), device),
+                             S3FDDetector(S3FD.from_file(s3fd_path), device))
+        expected = {"offset": result.offset, "confidence": round(result.confidence, 4)}
+    except LatentSyncError as err:
+        expected = f"error: {err}".splitlines()[0][:300]
+    settings = Settings(output_dir=str(tmp_path / "out"), temp_dir=str(tmp_path), classic_syncnet_path=str(syncnet_path),
+                        s3fd_path=str(s3fd_path), sync_conf_threshold=-1e9, max_offset=15, device="cpu")
+    sync_av.scorer.cache_clear()
+    [line], failure = run_item(sync_av.sync_clip, Item("cut_000.mp4", clip, {}), settings)
+    sync_av.scorer.cache_clear()
+    assert failure is None
+    if isinstance(expected, dict):
+        assert line["kept"] and line["scores"] == expected
+    else:
+        assert not line["kept"] and line["reason"] == expected
