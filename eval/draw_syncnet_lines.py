@@ -11,14 +11,14 @@ import sys
 from typing import Sequence
 
 from latentsync.errors import LatentSyncError
+from latentsync.metrics.evaluation import cli_parser
 from latentsync.metrics.report import error_line
 from latentsync.metrics.sync_curves import curves_of, draw_curves, read_curve_rows
 from latentsync.utils.logging import configure_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m eval.draw_syncnet_lines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("python -m eval.draw_syncnet_lines", __doc__)
     parser.add_argument("curves", nargs="+", help="curves.csv files written by eval.syncnet_detect")
     parser.add_argument("--output", required=True, help="PNG to write")
     parser.add_argument("--title", help="chart title")

@@ -16,26 +16,24 @@ import os
 import sys
 from typing import Sequence
 
-from latentsync.errors import LatentSyncError
 from latentsync.metrics.evaluation import (
-    add_sync_arguments, build_sync, merge_rows, quality_rows, set_scores, similarity_rows, sync_rows,
+    add_run_arguments, add_sync_arguments, build_sync, cli_parser, merge_rows, quality_rows, set_scores,
+    similarity_rows, sync_rows,
 )
 from latentsync.metrics.fid import INCEPTION_FILE, load_inception
 from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
 from latentsync.metrics.inference_runs import read_eval_list, run_inference
 from latentsync.metrics.model_files import default_path, require_model_file
-from latentsync.metrics.report import error_line, publish, summarise
+from latentsync.metrics.report import run_guarded, table_result
 from latentsync.models.hyperiqa import HyperNet
-from latentsync.utils.device import DEVICE_CHOICES, pick_device
-from latentsync.utils.logging import configure_logging
+from latentsync.utils.device import pick_device
 
 COLUMNS = ["video", "source", "audio", "lse_c", "lse_d", "offset", "hyperiqa", "ssim", "psnr", "error"]
 MEANS = ["lse_c", "lse_d", "hyperiqa", "ssim", "psnr"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m eval.eval_all", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("python -m eval.eval_all", __doc__, allow_abbrev=False)
     parser.add_argument("--eval_list", required=True, help="CSV of video,audio rows (relative to the CSV)")
     parser.add_argument("--checkpoint", help="UNet weights to generate with (omit with --skip_inference)")
     parser.add_argument("--unet_config_path", help="UNet config of the checkpoint (default: the inference config's)")
@@ -47,8 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--hyperiqa_path", default=default_path("koniq_pretrained.pkl"), help="hyperIQA weights")
     parser.add_argument("--no_face_crop", action="store_true", help="FVD on whole frames")
     parser.add_argument("--frame_stride", type=int, default=1, help="every N-th frame for FID and SSIM/PSNR")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="for inference and scoring")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_run_arguments(parser)  # --device is passed on to inference too
     add_sync_arguments(parser)
     args, extra = parser.parse_known_args(argv)
     if not args.skip_inference and not args.checkpoint:
@@ -56,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     return args, extra
 
 
-def evaluate(args: argparse.Namespace, extra: list[str]) -> str:
+def evaluate(args: argparse.Namespace, extra: list[str]) -> tuple[str, int]:
     device = pick_device(args.device)
     progress = not args.no_progress
     pairs = read_eval_list(args.eval_list, args.output_dir)
@@ -68,7 +65,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> str:
     made = [p for p in pairs if os.path.isfile(p.output)]
     missing = [{"video": p.output, "error": "no output: inference failed for this pair"} for p in pairs if p not in made]
     outputs = [p.output for p in made]
-    sources = sorted({p.video for p in pairs})
+    sources = sorted({p.video for p in made})  # the real set: sources of the generated videos
 
     scorer, detector, settings = build_sync(args, device)
     sync = list(sync_rows(outputs, scorer, detector, settings, progress))
@@ -81,20 +78,11 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> str:
     info = [{"video": p.output, "source": p.video, "audio": p.audio} for p in pairs]
     rows = merge_rows([p.output for p in pairs], info, missing, sync, quality, similarity,
                       [{"video": v, "error": e} for v, e in errors.items()])
-    summary = {**scores, **summarise(rows, MEANS)}
-    return publish(rows, summary, COLUMNS, os.path.join(args.output_dir, "metrics"))
+    return table_result(rows, MEANS, COLUMNS, os.path.join(args.output_dir, "metrics"), extra=scores)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = parse_args(argv)
-    configure_logging()
-    try:
-        text = evaluate(args, extra)
-    except (LatentSyncError, ValueError) as err:
-        print(error_line(err), file=sys.stderr)
-        return 1
-    print(text)
-    return 0
+    return run_guarded(lambda: evaluate(*parse_args(argv)), sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,21 +16,20 @@ import argparse
 import sys
 from typing import Sequence
 
-from latentsync.errors import LatentSyncError
-from latentsync.metrics.evaluation import list_videos, merge_rows, pair_by_name, set_scores, similarity_rows
+from latentsync.metrics.evaluation import (
+    add_run_arguments, cli_parser, list_videos, merge_rows, pair_by_name, set_scores, similarity_rows,
+)
 from latentsync.metrics.fid import INCEPTION_FILE, load_inception
 from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
 from latentsync.metrics.model_files import default_path
-from latentsync.metrics.report import error_line, publish, summarise
-from latentsync.utils.device import DEVICE_CHOICES, pick_device
-from latentsync.utils.logging import configure_logging
+from latentsync.metrics.report import run_guarded, table_result
+from latentsync.utils.device import pick_device
 
 COLUMNS = ["video", "real", "ssim", "psnr", "error"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m eval.eval_fvd", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("python -m eval.eval_fvd", __doc__)
     parser.add_argument("--real_dir", required=True, help="folder (or one video) of real videos")
     parser.add_argument("--fake_dir", required=True, help="folder (or one video) of generated videos")
     parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="I3D input convention (default: %(default)s)")
@@ -42,38 +41,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frame_stride", type=int, default=1, help="use every N-th frame for FID and SSIM/PSNR")
     parser.add_argument("--batch_size", type=int, default=16, help="frames per Inception batch")
     parser.add_argument("--output", help="write the table to OUTPUT.csv, .json and .md")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.frame_stride < 1:
         parser.error("--frame_stride must be >= 1")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging()
+def run(args: argparse.Namespace) -> tuple[str, int]:
+    device = pick_device(args.device)
     progress = not args.no_progress
-    try:
-        device = pick_device(args.device)
-        real, fake = list_videos(args.real_dir), list_videos(args.fake_dir)
-        i3d = load_i3d(args.i3d_path, device)
-        inception = None if args.no_fid else load_inception(args.inception_path, device)
-        print(f"FVD protocol: {args.protocol}")
-        errors: dict[str, str] = {}
-        cropper = None if args.no_face_crop else FaceCropper()
-        summary = set_scores(real, fake, i3d, inception, args.protocol, cropper, args.frame_stride, args.batch_size,
-                             errors, progress)
-        pairs = [] if args.no_similarity else pair_by_name(real, fake)
-        similarity = list(similarity_rows(pairs, args.frame_stride, progress))
-        rows = merge_rows(fake, similarity, [{"video": v, "error": e} for v, e in errors.items()])
-        summary.update(summarise(rows, ["ssim", "psnr"]))
-        text = publish(rows, summary, COLUMNS, args.output)
-    except (LatentSyncError, ValueError) as err:
-        print(error_line(err), file=sys.stderr)
-        return 1
-    print(text)
-    return 0 if summary["fvd"] is not None else 1
+    real, fake = list_videos(args.real_dir), list_videos(args.fake_dir)
+    i3d = load_i3d(args.i3d_path, device)
+    inception = None if args.no_fid else load_inception(args.inception_path, device)
+    print(f"FVD protocol: {args.protocol}", flush=True)
+    errors: dict[str, str] = {}
+    cropper = None if args.no_face_crop else FaceCropper()
+    scores = set_scores(real, fake, i3d, inception, args.protocol, cropper, args.frame_stride, args.batch_size,
+                         errors, progress)
+    pairs = [] if args.no_similarity else pair_by_name(real, fake)
+    similarity = list(similarity_rows(pairs, args.frame_stride, progress))
+    rows = merge_rows(fake, similarity, [{"video": v, "error": e} for v, e in errors.items()])
+    text, _ = table_result(rows, ["ssim", "psnr"], COLUMNS, args.output, extra=scores)
+    return text, 0 if scores["fvd"] is not None else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_guarded(lambda: run(parse_args(argv)), sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":

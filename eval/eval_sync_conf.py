@@ -13,42 +13,30 @@ import argparse
 import sys
 from typing import Sequence
 
-from latentsync.errors import LatentSyncError
-from latentsync.metrics.evaluation import SYNC_COLUMNS, add_sync_arguments, build_sync, list_videos, sync_rows
-from latentsync.metrics.report import error_line, publish, summarise
-from latentsync.utils.device import DEVICE_CHOICES, pick_device
-from latentsync.utils.logging import configure_logging
+from latentsync.metrics.evaluation import (
+    SYNC_COLUMNS, add_input_arguments, add_sync_arguments, build_sync, cli_parser, device_and_videos, sync_rows,
+)
+from latentsync.metrics.report import run_guarded, table_result
 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m eval.eval_sync_conf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video_path", help="one video (with its audio track)")
-    source.add_argument("--videos_dir", help="a folder of videos")
+    parser = cli_parser("python -m eval.eval_sync_conf", __doc__)
+    add_input_arguments(parser, "one video (with its audio track)")
     parser.add_argument("--output", help="write the table to OUTPUT.csv, .json and .md")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     add_sync_arguments(parser)
     return parser.parse_args(argv)
 
 
+def run(args: argparse.Namespace) -> tuple[str, int]:
+    device, videos = device_and_videos(args)
+    scorer, detector, settings = build_sync(args, device)
+    rows = list(sync_rows(videos, scorer, detector, settings, progress=not args.no_progress))
+    return table_result(rows, ["lse_c", "lse_d"], SYNC_COLUMNS, args.output)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging()
-    try:
-        device = pick_device(args.device)
-        videos = list_videos(args.video_path or args.videos_dir)
-        scorer, detector, settings = build_sync(args, device)
-        rows = list(sync_rows(videos, scorer, detector, settings, progress=not args.no_progress))
-        summary = summarise(rows, ["lse_c", "lse_d"])
-        text = publish(rows, summary, SYNC_COLUMNS, args.output)
-    except (LatentSyncError, ValueError) as err:
-        print(error_line(err), file=sys.stderr)
-        return 1
-    print(text)
-    return 0 if summary["failed"] < len(rows) else 1
+    return run_guarded(lambda: run(parse_args(argv)), sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":

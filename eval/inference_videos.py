@@ -15,14 +15,14 @@ import sys
 from typing import Sequence
 
 from latentsync.errors import LatentSyncError
+from latentsync.metrics.evaluation import cli_parser
 from latentsync.metrics.inference_runs import read_eval_list, run_inference
 from latentsync.metrics.report import error_line
 from latentsync.utils.logging import configure_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m eval.inference_videos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("python -m eval.inference_videos", __doc__, allow_abbrev=False)
     parser.add_argument("--eval_list", required=True, help="CSV of video,audio rows")
     parser.add_argument("--checkpoint", required=True, help="UNet weights ({'state_dict', 'global_step'} .pt)")
     parser.add_argument("--unet_config_path", help="UNet config of the checkpoint (default: the inference config's)")

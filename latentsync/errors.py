@@ -23,3 +23,19 @@ class CheckpointError(LatentSyncError):
 
 class ConfigError(LatentSyncError):
     """A configuration file is missing, malformed, or lacks a required key."""
+
+
+class DeviceError(LatentSyncError, ValueError):
+    """An unknown device name, or an accelerator that is not available on this machine."""
+
+
+class FaceDetectorUnavailableError(LatentSyncError):
+    """The requested face detector's package or model files are missing."""
+
+
+class SkipVideo(LatentSyncError):
+    """A video cannot give a sample (unreadable, too short, no audio); the data set draws another."""
+
+
+class TrainingDivergedError(LatentSyncError):
+    """Too many optimisation steps in a row had a non-finite loss or gradient."""

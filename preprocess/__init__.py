@@ -1,1 +1,1 @@
-"""Data processing pipeline for training data: one module per step."""
+"""The data processing pipeline: raw talking-head videos in, aligned training clips out (one module per step)."""

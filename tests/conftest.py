@@ -37,3 +37,11 @@ def _project_root_cwd():
     os.chdir(REPO_ROOT)
     yield
     os.chdir(previous)
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide singletons, so the next Accelerator of an in-process run starts afresh."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Sequence
 
-from latentsync.data.syncnet_dataset import gather_video_paths
+from latentsync.data.video_dataset import gather_video_paths
 from latentsync.utils.atomic import atomic_output
 from latentsync.utils.logging import configure_logging
 

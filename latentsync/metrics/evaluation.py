@@ -30,6 +30,7 @@ from latentsync.metrics.sync_confidence import SyncScorer, score_video
 from latentsync.models.hyperiqa import HyperNet
 from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.models.syncnet_classic import ClassicSyncNet
+from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.media import VideoReader
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,20 @@ def list_videos(path: str | os.PathLike) -> list[str]:
 def default_batch_size(device: torch.device) -> int:
     """Windows per SyncNet batch: larger where memory is larger."""
     return {"cuda": 100, "mps": 40}.get(device.type, 20)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, video_help: str = "one video") -> None:
+    """--video_path | --videos_dir, --device and --no_progress."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video_path", help=video_help)
+    source.add_argument("--videos_dir", help="a folder of videos")
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device and --no_progress."""
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: cuda, then mps, then cpu")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
 def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,21 +140,23 @@ def frame_fid_stats(
     videos: Sequence[str], inception: torch.nn.Module, stride: int, batch_size: int,
     errors: dict[str, str], progress: bool = True, desc: str = "FID",
 ) -> FeatureStats:
-    """Inception feature statistics of every ``stride``-th frame of each video."""
+    """Inception feature statistics of every ``stride``-th frame of each video (a video counts whole or not at all)."""
     stats = FeatureStats(FID_DIM)
     for video in tqdm(videos, desc=desc, unit="video", disable=not progress):
         try:
-            batch = []
+            feats, batch = [], []
             for index, frame in enumerate(VideoReader(video)):
                 if index % stride == 0:
                     batch.append(frame)
                 if len(batch) == batch_size:
-                    stats.update(inception_features(inception, np.stack(batch)))
+                    feats.append(inception_features(inception, np.stack(batch)))
                     batch = []
             if batch:
-                stats.update(inception_features(inception, np.stack(batch)))
+                feats.append(inception_features(inception, np.stack(batch)))
         except VIDEO_FAILURES as err:
             errors[video] = failure(video, err)["error"]
+            continue
+        stats.update(np.concatenate(feats))
     return stats
 
 
@@ -218,3 +235,14 @@ def set_scores(
             frame_fid_stats(real, inception, frame_stride, batch_size, errors, progress, "FID real"),
             frame_fid_stats(fake, inception, frame_stride, batch_size, errors, progress, "FID fake"), "FID")
     return scores
+
+
+def cli_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
+    """An evaluation CLI's parser: its module docstring as the description, line breaks kept."""
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
+def device_and_videos(args: argparse.Namespace) -> tuple[torch.device, list[str]]:
+    """The device and the videos named by :func:`add_input_arguments` flags."""
+    return pick_device(args.device), list_videos(args.video_path or args.videos_dir)

@@ -1,15 +1,15 @@
 """Fréchet distance between Gaussians fitted to two feature sets (FVD, FID), with streaming statistics.
 
-d = |mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), the real part of the matrix square root as
-StyleGAN-V and the reference take it; covariances are unbiased (``np.cov``).
+d = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1 S_2)^(1/2)); covariances are unbiased (``np.cov``).
+The reference takes the real part of scipy's general matrix square root; the trace is computed here
+from the eigenvalues of the symmetric S_1^(1/2) S_2 S_1^(1/2) (same eigenvalues as S_1 S_2), which is
+the same number (negative round-off eigenvalues count 0, as their imaginary roots do there) and
+takes seconds instead of minutes for 2048-d FID features.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import scipy.linalg
 
 
 class FeatureStats:
@@ -47,13 +47,22 @@ class FeatureStats:
         return stats
 
 
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((sigma1 sigma2)^(1/2)) for covariance matrices (symmetric, positive semi-definite)."""
+    root = _psd_sqrt(sigma1)
+    middle = root @ sigma2 @ root
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2)."""
-    with warnings.catch_warnings():
-        # Sets smaller than the feature width always have singular covariances; the root is still usable.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
-    return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1 + sigma2 - 2 * root)))
+    mean_term = float(np.square(mu1 - mu2).sum())
+    return mean_term + float(np.trace(sigma1) + np.trace(sigma2)) - 2 * trace_sqrt_product(sigma1, sigma2)
 
 
 def stats_distance(a: FeatureStats, b: FeatureStats) -> float:

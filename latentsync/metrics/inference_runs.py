@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from latentsync.errors import ConfigError
-from latentsync.metrics.model_files import PROJECT_ROOT
+from latentsync.paths import PROJECT_ROOT
 from latentsync.utils.atomic import atomic_output
 
 logger = logging.getLogger(__name__)

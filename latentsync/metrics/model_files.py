@@ -6,22 +6,19 @@ Nothing here downloads: a missing file is a :class:`CheckpointError` naming it a
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import shlex
 
 from latentsync.config import load_config
 from latentsync.errors import CheckpointError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-MANIFEST = PROJECT_ROOT / "configs" / "checkpoints.yaml"
-AUXILIARY_DIR = os.path.join("checkpoints", "auxiliary")
+from latentsync.paths import AUXILIARY_DIR, CHECKPOINTS_DIR, CHECKPOINTS_MANIFEST, hf_download_command, shown_path
 
 
 def fetch_command(name: str) -> str:
     """The shell command that puts model file ``name`` into ``checkpoints/auxiliary/``."""
-    manifest = load_config(MANIFEST)
+    manifest = load_config(CHECKPOINTS_MANIFEST)
     if name == manifest.fid_inception.file:
-        return f"curl -L -o {AUXILIARY_DIR}/{name} {manifest.fid_inception.url}"
-    return f"hf download {manifest.auxiliary_repo_id} auxiliary/{name} --local-dir checkpoints"
+        return shlex.join(["curl", "-L", "-o", shown_path(AUXILIARY_DIR / name), manifest.fid_inception.url])
+    return hf_download_command(manifest.auxiliary_repo_id, [f"auxiliary/{name}"], CHECKPOINTS_DIR)
 
 
 def require_model_file(path: str | os.PathLike) -> str:
@@ -37,5 +34,5 @@ def require_model_file(path: str | os.PathLike) -> str:
 
 
 def default_path(name: str) -> str:
-    """``checkpoints/auxiliary/<name>``."""
-    return os.path.join(AUXILIARY_DIR, name)
+    """``<project>/checkpoints/auxiliary/<name>``, as a user would type it here."""
+    return shown_path(AUXILIARY_DIR / name)

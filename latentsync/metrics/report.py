@@ -10,9 +10,11 @@ import json
 import logging
 import math
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
+from latentsync.errors import LatentSyncError
 from latentsync.utils.atomic import atomic_output
+from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +88,25 @@ def publish(rows: Sequence[Row], summary: Row, columns: Sequence[str], output: s
 def error_line(err: BaseException) -> str:
     """A CLI's one ``error:`` line for a failure that stops the whole run."""
     return "error: " + (" ".join(str(err).split()) or type(err).__name__)
+
+
+def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: TextIO) -> int:
+    """Configure logging, run a CLI's ``work`` (its result text and exit code), write the text; return the code.
+
+    A failure of the whole run (bad arguments, a missing model file) is one ``error:`` line and code 1.
+    """
+    configure_logging()
+    try:
+        text, code = work()
+    except (LatentSyncError, ValueError) as err:
+        stderr.write(error_line(err) + "\n")
+        return 1
+    stdout.write(text + "\n")
+    return code
+
+
+def table_result(rows: Sequence[Row], means: Sequence[str], columns: Sequence[str], output: str | None,
+                 extra: Row | None = None) -> tuple[str, int]:
+    """Summarise (``extra`` first, then the means of ``means``), publish, and exit 1 only when every video failed."""
+    summary = {**(extra or {}), **summarise(rows, means)}
+    return publish(rows, summary, columns, output), 0 if summary["failed"] < len(rows) else 1

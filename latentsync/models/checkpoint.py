@@ -122,6 +122,13 @@ def load_checkpoint(
     return step
 
 
+def load_model_file(model: nn.Module, path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """Load a weights file (a bare state dict, as the evaluation models ship) strictly; eval mode on ``device``."""
+    state_dict, _ = read_checkpoint(path)
+    load_weights(model, state_dict, os.fspath(path))
+    return model.eval().to(device)
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, global_step: int) -> None:
     """Write ``{"state_dict", "global_step"}`` atomically: a crash leaves the previous file intact."""
     state_dict = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from latentsync.models.checkpoint import load_weights, read_checkpoint
+from latentsync.models.checkpoint import load_model_file
 
 # The official configuration: HyperNet(16, 112, 224, 112, 56, 28, 14, 7).
 LDA_OUT = 16  # width of each of the first three local-distortion vectors
@@ -92,10 +92,7 @@ class HyperNet(nn.Module):
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "HyperNet":
         """Load ``koniq_pretrained.pkl`` (a bare state dict) strictly, in eval mode."""
-        model = cls()
-        state_dict, _ = read_checkpoint(path)
-        load_weights(model, state_dict, os.fspath(path))
-        return model.eval().to(device)
+        return load_model_file(cls(), path, device)
 
 
 def _per_image_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms
 
-from latentsync.models.checkpoint import load_weights, read_checkpoint
+from latentsync.models.checkpoint import load_model_file
 
 BGR_MEAN = (104.0, 117.0, 123.0)  # subtracted from B, G, R before the network
 MIN_SIZES = (16, 32, 64, 128, 256, 512)  # anchor side (px) per source layer
@@ -145,10 +145,7 @@ class S3FD(nn.Module):
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "S3FD":
         """Load ``sfd_face.pth`` (a bare state dict) strictly, in eval mode."""
-        model = cls()
-        state_dict, _ = read_checkpoint(path)
-        load_weights(model, state_dict, os.fspath(path))
-        return model.eval().to(device)
+        return load_model_file(cls(), path, device)
 
 
 def nms_indices(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:

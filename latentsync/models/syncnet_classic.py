@@ -13,7 +13,7 @@ import os
 import torch
 from torch import nn
 
-from latentsync.models.checkpoint import load_weights, read_checkpoint
+from latentsync.models.checkpoint import load_model_file
 
 EMBED_DIM = 1024  # width of both embeddings
 LIP_FRAMES = 5  # video frames per visual window (0.2 s at 25 fps)
@@ -86,7 +86,4 @@ class ClassicSyncNet(nn.Module):
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "ClassicSyncNet":
         """Load ``syncnet_v2.model`` (a bare state dict) strictly, in eval mode."""
-        model = cls()
-        state_dict, _ = read_checkpoint(path)
-        load_weights(model, state_dict, os.fspath(path))
-        return model.eval().to(device)
+        return load_model_file(cls(), path, device)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from latentsync.errors import DeviceError
+
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """Resolve ``auto`` to cuda, then mps, then cpu; check an explicit choice is available."""
     if name not in DEVICE_CHOICES:
-        raise ValueError(f"unknown device '{name}', choose one of {', '.join(DEVICE_CHOICES)}")
+        raise DeviceError(f"unknown device '{name}', choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -18,9 +20,9 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available")
+        raise DeviceError("--device cuda was requested but CUDA is not available")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was requested but MPS is not available")
+        raise DeviceError("--device mps was requested but MPS is not available")
     return torch.device(name)
 
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from latentsync.errors import ConfigError, LatentSyncError
+from latentsync.errors import ConfigError, FaceDetectorUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ INSIGHTFACE_NOSE = (74, 77, 83, 86)
 INSIGHTFACE_PACK = "buffalo_l"
 INSIGHTFACE_FILES = ("det_10g.onnx", "2d106det.onnx")
 INSIGHTFACE_DET_SIZE = 512
-
-
-class FaceDetectorUnavailableError(LatentSyncError):
-    """The requested face detector's package or model files are missing."""
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,3 @@ def save_chart(
     with atomic_output(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png", dpi=100)
 
-
-def save_loss_chart(
-    path: str | os.PathLike,
-    train: Curve,
-    val: Curve,
-    val_accuracy: Curve | None = None,
-    title: str | None = None,
-) -> None:
-    """Train and validation loss (and validation accuracy, if given) against the optimisation step."""
-    panels: dict[str, dict[str, Curve]] = {"loss": {"train loss": train, "val loss": val}}
-    if val_accuracy is not None:
-        panels["accuracy"] = {"val accuracy": val_accuracy}
-    save_chart(path, panels, title)

@@ -28,6 +28,7 @@ from whisper.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 
 from latentsync.errors import CheckpointError, MediaError
 from latentsync.utils.atomic import atomic_output
+from latentsync.utils.content_cache import cache_key, sha256_file
 from latentsync.utils.device import pick_device
 from latentsync.utils.media import load_audio
 
@@ -40,7 +41,6 @@ CROSSFADE_FEATURE_FRAMES = 200  # 4 s blend across each boundary of overlapping 
 MEL_PAD_VALUE = 0.0  # right padding of a short window, in the normalised log-mel domain
 WINDOW_MODES = ("overlap", "upstream")
 _CACHE_VERSION = "1"
-_HASH_BLOCK = 1 << 20
 
 
 # --------------------------------------------------------------------------- pure numerics
@@ -133,17 +133,6 @@ def chunk_indices(
     before, after = audio_feat_length
     centre = int(frame * FEATURE_FPS / fps)
     return [min(max(k, 0), num_features - 1) for k in range(centre - 2 * before, centre + 2 * (after + 1))]
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def _sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- encoder
@@ -272,14 +261,13 @@ class Audio2Feature:
 
     def _cache_path(self, audio: str | os.PathLike | np.ndarray) -> str:
         if self._model_sha256 is None:
-            self._model_sha256 = _sha256_file(self.model_path)
+            self._model_sha256 = sha256_file(self.model_path)
         if isinstance(audio, np.ndarray):
             content = "array:" + hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()
         else:
-            content = "file:" + _sha256_file(audio)
+            content = "file:" + sha256_file(audio)
         settings = [self.windows, OVERLAP_HOP_MEL_FRAMES, CROSSFADE_FEATURE_FRAMES, self.dtype]
-        key = "|".join(map(str, [_CACHE_VERSION, content, self._model_sha256, *settings]))
-        return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest() + ".pt")
+        return os.path.join(self.cache_dir, cache_key(_CACHE_VERSION, content, self._model_sha256, *settings) + ".pt")
 
     # ---- chunks
 

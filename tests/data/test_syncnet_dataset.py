@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.data.syncnet_dataset import (
-    ShardedEpochSampler,
-    SyncNetDataset,
-    draw_windows,
-    gather_video_paths,
-    read_video_paths,
-    syncnet_visual_input,
-)
+from latentsync.data.syncnet_dataset import SyncNetDataset, draw_windows
+from latentsync.data.video_dataset import ShardedEpochSampler, gather_video_paths, read_video_paths
+from latentsync.models.syncnet_input import syncnet_visual_input
 from latentsync.errors import ConfigError, LatentSyncError
 from latentsync.utils.audio import last_valid_start_frame, mel_window
 from latentsync.utils.media import VideoReader
@@ -165,15 +160,18 @@ def test_mel_cache_is_written_reused_and_repaired(clips, tmp_path):
 
 
 def test_mel_cache_key_changes_with_file_and_audio_config(clips, tmp_path):
+    # One caching policy with the Whisper features: keyed by the file's bytes, not its path or mtime.
     ds = dataset([clips["good"], clips["other"]], mel_cache_dir=str(tmp_path))
     assert ds.mel_cache_path(clips["good"]) != ds.mel_cache_path(clips["other"])
     copy = tmp_path / "copy" / os.path.basename(clips["good"])
     copy.parent.mkdir()
     copy.write_bytes(open(clips["good"], "rb").read())
-    assert ds.mel_cache_path(str(copy)) != ds.mel_cache_path(clips["good"])  # same name, other folder
-    before = ds.mel_cache_path(str(copy))
+    assert ds.mel_cache_path(str(copy)) == ds.mel_cache_path(clips["good"])  # same bytes elsewhere: shared
     os.utime(copy, ns=(1, 1))
-    assert ds.mel_cache_path(str(copy)) != before  # the file changed
+    assert ds.mel_cache_path(str(copy)) == ds.mel_cache_path(clips["good"])  # touched, not changed
+    with open(copy, "ab") as f:
+        f.write(b"\0")
+    assert ds.mel_cache_path(str(copy)) != ds.mel_cache_path(clips["good"])  # the file changed
     louder = dict(ds.audio_config, ref_level_db=10)
     assert dataset([clips["good"]], mel_cache_dir=str(tmp_path), audio_config=louder).mel_cache_path(
         clips["good"]

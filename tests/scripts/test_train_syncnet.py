@@ -19,16 +19,15 @@ from latentsync.losses import cosine_loss
 from latentsync.errors import CheckpointError
 from latentsync.models.checkpoint import read_checkpoint, save_checkpoint
 from latentsync.models.stable_syncnet import StableSyncNet
+from latentsync.models.syncnet_input import syncnet_embeddings as forward_pair
+from latentsync.training.checkpoints import resolve_resume_path, save_training_state
 from scripts.train_syncnet import (
     build,
-    forward_pair,
     load_training_config,
     main,
     parse_args,
-    resolve_resume_path,
-    save_training_state,
 )
-from tests.conftest import REPO_ROOT, load_golden
+from tests.conftest import REPO_ROOT, load_golden, reset_accelerate_state
 from tests.data.synthetic_clips import make_clip_set
 from tests.processes import run_group
 from tools.write_fileslist import write_fileslist
@@ -50,12 +49,9 @@ def clip_lists(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
     # accelerate keeps process-wide singletons; each in-process run starts from scratch.
-    from accelerate.state import AcceleratorState, GradientState
-
     torch.set_num_threads(1)
     yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
 
 def tiny_args(clip_lists, output_dir, *extra):
@@ -257,8 +253,11 @@ def _free_port() -> int:
 
 
 def _fresh_state():
-    from accelerate.state import AcceleratorState, GradientState
+    reset_accelerate_state()
 
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
+
+def test_bad_device_fails_with_one_line(clip_lists, tmp_path, caplog):
+    assert main(tiny_args(clip_lists, tmp_path, "--device", "tpu")) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= 40]
+    assert errors == ["unknown device 'tpu', choose one of auto, cuda, mps, cpu"]

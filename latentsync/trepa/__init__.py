@@ -1,1 +1,0 @@
-"""TREPA: temporal representation alignment loss on VideoMAE-v2 features (U-Net stage-2 training)."""
