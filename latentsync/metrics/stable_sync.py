@@ -57,7 +57,7 @@ class StableSyncScorer:
     def score(self, video_path: str) -> SyncResult:
         """Offset (frames), minimum mean distance and confidence of one face clip with its own audio."""
         dataset = SyncNetDataset.from_config(self.data, video_paths=[video_path])
-        frames, mel = dataset._decode(video_path, None), dataset.mel(video_path)
+        frames, mel = dataset.decode(video_path, None), dataset.mel(video_path)
         n = dataset.num_frames
         last = min(len(frames) - n, last_valid_start_frame(mel.shape[1], n, dataset.video_fps, dataset.mel_fps))
         if last < 0:
