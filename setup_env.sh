@@ -41,6 +41,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing requirements"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 
 # Muxing needs an ffmpeg binary: the system one, else the one shipped by imageio-ffmpeg.
 if command -v ffmpeg >/dev/null 2>&1; then

@@ -1,9 +1,9 @@
 """Video + audio in, lip-synced video out: LatentSync's inference as a diffusers pipeline.
 
 ``LipsyncPipeline.__call__`` is a list of calls into one stage each: audio features
-(``latentsync.whisper``), face detection and tracking (``utils.face_detector``), alignment and
-restore (``utils.affine_transform``), masks (``utils.mask``), latents and denoising (here, with
-the arithmetic in ``pipelines.guidance``), and decode/encode/mux (``utils.media``).
+(``latentsync.whisper``), face tracking, alignment and restore (``utils.face_alignment``), masks
+(``utils.mask``), latents and denoising (here, with the arithmetic in ``pipelines.guidance``), and
+decode/encode/mux (``utils.media``).
 
 Everything after face detection streams one clip of ``num_frames`` output frames at a time:
 read, align, encode, denoise, decode, restore, write. Peak memory therefore does not depend on
@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from latentsync.errors import NoFaceError
 from latentsync.models.unet import UNet3DConditionModel
@@ -35,8 +32,8 @@ from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
-from latentsync.utils.affine_transform import AlignRestore
-from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
+from latentsync.utils.face_alignment import AlignedFrame, FaceAligner
+from latentsync.utils.face_detector import FaceDetection, FaceDetector
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
 from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
 from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio
@@ -71,16 +68,6 @@ class ClipConditioning:
     reference_latents: torch.Tensor
     pixel_values: torch.Tensor
     masks: torch.Tensor
-
-
-@dataclass(frozen=True)
-class AlignedFrame:
-    """One output frame before synthesis: the full frame and, if a face was found, its aligned
-    crop (r, r, 3) uint8 and the (2, 3) frame-to-crop matrix."""
-
-    frame: np.ndarray
-    face: np.ndarray | None
-    matrix: np.ndarray | None
 
 
 def _frames_to_video(x: torch.Tensor) -> torch.Tensor:
@@ -269,48 +256,12 @@ class LipsyncPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ faces
 
-    def track_faces(
-        self,
-        reader: VideoReader,
-        num_frames: int,
-        detector: FaceDetector,
-        face_index: int | None,
-        progress: ProgressHook | None = None,
-    ) -> list[FaceDetection | None]:
-        """The synced person's detection in each of the first ``num_frames`` frames (None: not visible)."""
-        tracker = FaceTracker(face_index=face_index)
-        counting = _CountingDetector(detector)
-        detections = tracker.track(_counted(islice(reader, num_frames), num_frames, "faces", progress), counting)
-        if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
-            raise NoFaceError(
-                f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "
-                f"{counting.most_faces} face(s) were found in a frame of {reader.path!r} (faces count from 0)"
-            )
-        return detections
-
-    @staticmethod
-    def align(restorer: AlignRestore, frame: np.ndarray, detection: FaceDetection | None, resolution: int) -> AlignedFrame:
-        """Warp the face onto the template (landmarks rounded, as upstream) and resize it to the model size."""
-        if detection is None:
-            return AlignedFrame(frame, None, None)
-        crop, matrix = restorer.align_warp_face(frame, np.round(detection.landmarks), smooth=True)
-        face = cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4)
-        return AlignedFrame(frame, face, matrix)
-
-    @staticmethod
-    def restore(restorer: AlignRestore, aligned: AlignedFrame, face: torch.Tensor) -> np.ndarray:
-        """Paste a synced face (3, r, r) in [-1, 1] back into its frame (H, W, 3) uint8."""
-        crop_w, crop_h = restorer.face_size
-        face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        return restorer.restore_img(aligned.frame, face, aligned.matrix)
-
     def aligned_frames(
         self,
         reader: VideoReader,
         detections: Sequence[FaceDetection | None],
         num_output_frames: int,
-        restorer: AlignRestore,
-        resolution: int,
+        aligner: FaceAligner,
         spill_dir: str,
     ) -> Iterator[AlignedFrame]:
         """Output frames in order: the video forward, then (if the audio is longer) backward, forward...
@@ -321,11 +272,10 @@ class LipsyncPipeline(DiffusionPipeline):
         used = len(detections)
         store = None
         if num_output_frames > used:
-            face_shape = (resolution, resolution, 3)
+            face_shape = (aligner.resolution, aligner.resolution, 3)
             store = FrameStore(os.path.join(spill_dir, "frames.bin"), (reader.height, reader.width, 3), face_shape)
         try:
-            for frame, detection in zip(islice(reader, used), detections):
-                aligned = self.align(restorer, frame, detection, resolution)
+            for aligned in aligner.align_frames(islice(reader, used), detections):
                 if store is not None:
                     store.append(aligned.frame, aligned.face, aligned.matrix)
                 yield aligned
@@ -442,7 +392,14 @@ class LipsyncPipeline(DiffusionPipeline):
 
         # 3. Faces: one pass of detection + tracking over the input frames that will be used.
         used = min(len(reader), total)
-        detections = self.track_faces(reader, used, face_detector, face_index, progress)
+        counting = _CountingDetector(face_detector)
+        aligner = FaceAligner(resolution, counting, face_index)
+        detections = [d for _, d in aligner.track(_counted(islice(reader, used), used, "faces", progress))]
+        if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
+            raise NoFaceError(
+                f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "
+                f"{counting.most_faces} face(s) were found in a frame of {reader.path!r} (faces count from 0)"
+            )
         with_face = sum(d is not None for d in detections)
         if with_face == 0:
             raise NoFaceError(
@@ -455,7 +412,6 @@ class LipsyncPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.unet.device)
         mask = load_fixed_mask(resolution, mask_image_path)
         noise = self.initial_noise(resolution, generator)
-        restorer = AlignRestore(resolution)
 
         # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write.
         # Leftovers of earlier runs that were killed go first (only those whose process is gone).
@@ -463,7 +419,7 @@ class LipsyncPipeline(DiffusionPipeline):
         remove_stale(work_parent, WORK_PREFIX)
         remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
         work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
-        frames = self.aligned_frames(reader, detections, total, restorer, resolution, work)
+        frames = self.aligned_frames(reader, detections, total, aligner, work)
         synced = 0
         try:
             silent_path = os.path.join(work, "video.mp4")
@@ -473,7 +429,7 @@ class LipsyncPipeline(DiffusionPipeline):
                 for done, (start, stop) in enumerate(clips, 1):
                     clip = list(islice(frames, stop - start))
                     outputs = self._sync_and_restore(
-                        clip, features, start, noise, mask, restorer, num_frames,
+                        clip, features, start, noise, mask, aligner, num_frames,
                         guidance_scale, eta, generator, pad_last_clip,
                     )
                     for frame in outputs:
@@ -503,7 +459,7 @@ class LipsyncPipeline(DiffusionPipeline):
         start: int,
         noise: torch.Tensor,
         mask: torch.Tensor,
-        restorer: AlignRestore,
+        aligner: FaceAligner,
         num_frames: int,
         guidance_scale: float,
         eta: float,
@@ -522,10 +478,7 @@ class LipsyncPipeline(DiffusionPipeline):
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
         synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
-        return [
-            self.restore(restorer, aligned, face) if aligned.face is not None else aligned.frame
-            for aligned, face in zip(clip, synced)
-        ]
+        return [aligner.restore(aligned, face) for aligned, face in zip(clip, synced)]
 
 
 class _CountingDetector:

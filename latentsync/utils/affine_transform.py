@@ -170,15 +170,19 @@ class AlignRestore:
         if landmarks.shape != (3, 2):
             raise ValueError(f"expected (3, 2) landmarks, got shape {landmarks.shape}")
         matrix = self.estimate_matrix(landmarks, smooth=smooth)
+        return self.warp(image, matrix), matrix
+
+    def warp(self, image: np.ndarray, matrix: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The ``face_size`` crop (h, w, 3) uint8 of ``image`` (H, W, 3) uint8 through a (2, 3) frame-to-crop matrix."""
         face = cv2.warpAffine(
-            image.astype(np.float32),
-            matrix,
+            _check_image(image).astype(np.float32),
+            _as_matrix(matrix),
             self.face_size,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(_FILL, _FILL, _FILL),
         )
-        return _to_uint8(face), matrix
+        return _to_uint8(face)
 
     def restore_img(
         self,

@@ -456,3 +456,48 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
         os.remove(probe)
     except OSError as err:
         raise OutputError(f"{what}: folder {existing!r} does not accept new files ({err.strerror})") from err
+
+
+# --------------------------------------------------------------------------- transcoding
+
+
+def transcode_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    fps: float = 25,
+    sample_rate: int = SAMPLE_RATE,
+    frames: tuple[int, int] | None = None,
+    crf: int = DEFAULT_CRF,
+) -> None:
+    """Re-encode the first video and first audio stream of ``src`` at ``fps`` and ``sample_rate`` mono
+    (H.264 + AAC mp4); every other stream (timecode, data, subtitles) and all metadata are left out.
+
+    ``frames`` = (start, stop) keeps output frames start..stop-1 exactly (and the audio of the same
+    span), counted after the frame-rate conversion. Written under a temporary name, then renamed.
+    """
+    src = _require_file(src, "video")
+    video_filters, audio_filters = [f"fps={fps}"], [f"aresample={sample_rate}"]
+    if frames is not None:
+        start, stop = frames
+        if not 0 <= start < stop:
+            raise ValueError(f"frames must be 0 <= start < stop, got {frames}")
+        video_filters += [f"trim=start_frame={start}:end_frame={stop}", "setpts=PTS-STARTPTS"]
+        to_sample = sample_rate / fps
+        audio_filters += [
+            f"atrim=start_sample={round(start * to_sample)}:end_sample={round(stop * to_sample)}",
+            "asetpts=PTS-STARTPTS",
+        ]
+    with atomic_output(dst) as tmp:
+        args = [
+            "-y", "-loglevel", "error",
+            "-i", _ffmpeg_path(src),
+            "-map", "0:v:0", "-map", "0:a:0",
+            "-map_metadata", "-1", "-map_chapters", "-1",
+            "-vf", ",".join(video_filters),
+            "-af", ",".join(audio_filters),
+            "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "128k", "-ac", "1", "-ar", str(sample_rate),
+            "-write_tmcd", "0",
+            "-f", "mp4", _ffmpeg_path(tmp),
+        ]
+        _run_ffmpeg(args, src, "transcode")

@@ -1,0 +1,142 @@
+"""Face alignment stage: track one person, crop their face to ``resolution``², paste edits back.
+
+Used by inference (:mod:`latentsync.pipelines.lipsync_pipeline`) and by the preprocessing affine
+step (``preprocess/``). The parts are separate so each can change alone:
+
+* detection + tracking: ``utils.face_detector`` (:class:`FaceTracker` over a :class:`FaceDetector`);
+* warp + restore numerics: ``utils.affine_transform`` (:class:`AlignRestore`, golden-tested);
+* this module: the per-video sequence (track -> align -> resize; resize -> restore), streamed.
+
+Frames go in as an iterable and come out one :class:`AlignedFrame` at a time, so memory does not
+grow with the video's length. Crop smoothing is sequential, so one :class:`FaceAligner` handles
+one video at a time, in order (``reset()`` between videos).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from latentsync.utils.affine_transform import AlignRestore
+from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
+
+__all__ = ["AlignedFrame", "FaceAligner", "identity_breaks"]
+
+DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
+
+
+@dataclass(frozen=True)
+class AlignedFrame:
+    """One frame after alignment: the full frame (H, W, 3) uint8 and, if the tracked face was found,
+    its aligned crop (r, r, 3) uint8, the (2, 3) float32 frame-to-crop matrix and the detection."""
+
+    frame: np.ndarray
+    face: np.ndarray | None
+    matrix: np.ndarray | None
+    detection: FaceDetection | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.face is not None
+
+
+class FaceAligner:
+    """Track -> align -> resize for one video's frames, and the inverse paste for edited faces.
+
+    ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
+    ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
+    ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
+    """
+
+    def __init__(
+        self,
+        resolution: int = 256,
+        detector: FaceDetector | None = None,
+        face_index: int | None = None,
+        batch_size: int = DETECT_BATCH,
+        smooth: bool = True,
+    ) -> None:
+        self.resolution = resolution
+        self.smooth = smooth
+        self.detector = detector
+        self.batch_size = batch_size
+        self.tracker = FaceTracker(face_index=face_index)
+        self.restorer = AlignRestore(resolution)
+
+    def reset(self) -> None:
+        """Start a new video: forget the tracked person and the crop smoothing."""
+        self.tracker.reset()
+        self.restorer.reset()
+
+    # ------------------------------------------------------------------ tracking
+
+    def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
+        """(frame, the tracked person's detection or None) for consecutive RGB frames, streamed
+        batch by batch through the detector."""
+        if self.detector is None:
+            raise ValueError("FaceAligner has no detector: pass detector= or give align_frames the detections")
+        frames = iter(frames)
+        while batch := list(islice(frames, self.batch_size)):
+            for frame, faces in zip(batch, self.detector.detect_batch(batch)):
+                yield frame, self.tracker.update(faces)
+
+    # ------------------------------------------------------------------ alignment
+
+    def align(self, frame: np.ndarray, detection: FaceDetection | None) -> AlignedFrame:
+        """Warp the face onto the template (landmarks rounded, as upstream) and resize it to ``resolution``²."""
+        if detection is None:
+            return AlignedFrame(frame, None, None, None)
+        matrix = self.restorer.estimate_matrix(np.round(detection.landmarks), smooth=self.smooth)
+        return AlignedFrame(frame, self.crop(frame, matrix), matrix, detection)
+
+    def crop(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The (r, r, 3) uint8 face of ``frame`` through a frame-to-crop ``matrix`` (e.g. a neighbour's,
+        for a frame where the face was missed)."""
+        crop = self.restorer.warp(frame, matrix)
+        return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
+
+    def align_frames(
+        self, frames: Iterable[np.ndarray], detections: Sequence[FaceDetection | None] | None = None
+    ) -> Iterator[AlignedFrame]:
+        """Aligned frames in order. With ``detections`` (one per frame, e.g. from an earlier
+        :meth:`track` pass) no detector runs; otherwise detection and tracking stream alongside."""
+        pairs = self.track(frames) if detections is None else zip(frames, detections)
+        for frame, detection in pairs:
+            yield self.align(frame, detection)
+
+    # ------------------------------------------------------------------ restore
+
+    def restore(self, aligned: AlignedFrame, face: torch.Tensor) -> np.ndarray:
+        """Paste an edited face (3, r, r) in [-1, 1] back into its frame; returns (H, W, 3) uint8."""
+        if not aligned.found:
+            return aligned.frame
+        crop_w, crop_h = self.restorer.face_size
+        face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        return self.restorer.restore_img(aligned.frame, face, aligned.matrix)
+
+
+def identity_breaks(detections: Iterable[FaceDetection | None], max_shift: float = 1.0, max_scale: float = 2.0) -> int:
+    """How many times the tracked face jumps between consecutive sightings (gaps skipped): its centre
+    moves more than ``max_shift`` face sizes or its area changes by more than ``max_scale`` times.
+
+    A jump means the tracker most likely switched to someone else (or the shot changed).
+    """
+    breaks, last = 0, None
+    for detection in detections:
+        if detection is None:
+            continue
+        if last is not None:
+            size = math.sqrt(max(last.area, 1.0))
+            ratio = max(detection.area, 1.0) / max(last.area, 1.0)
+            if math.dist(last.center, detection.center) / size > max_shift or not 1 / max_scale <= ratio <= max_scale:
+                breaks += 1
+        last = detection
+    return breaks

@@ -1,0 +1,127 @@
+"""Step 5: the face of every frame aligned to ``resolution``², with the face stage inference uses.
+
+Detection, tracking, alignment and crop smoothing are :class:`latentsync.utils.face_alignment.FaceAligner`'s.
+A frame where the face is missed is cropped with the nearest frame's matrix (so the clip stays
+continuous). A clip is dropped when the face is missed in more than ``max_face_lost`` of its frames,
+when the tracked face jumps (another person), or when the alignment is implausible: the three
+landmarks fit the template badly, or most sampled aligned crops do not show exactly one face
+(upstream's "incorrectly affined" check, which asks it of every frame).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from latentsync.utils.affine_transform import similarity_from_points
+from latentsync.utils.face_alignment import FaceAligner, identity_breaks
+from latentsync.utils.face_detector import FaceDetection, make_face_detector
+from latentsync.utils.media import VideoReader, VideoWriter, mux_audio
+from preprocess.runner import WORK_PREFIX, Item, Record, dropped, record
+from preprocess.settings import FPS
+
+
+@functools.lru_cache(maxsize=2)
+def face_detector(name: str, device: str):
+    """One detector per worker process (models load once)."""
+    return make_face_detector(name, device=device)
+
+
+def output_path(settings, key: str) -> str:
+    return os.path.join(settings.output_dir, "affine_transformed", key)
+
+
+def alignment_residual(detection: FaceDetection, template: np.ndarray) -> float:
+    """How badly the three landmarks fit the template under the best similarity, in brow distances."""
+    landmarks = np.round(detection.landmarks).astype(np.float32)
+    matrix, _ = similarity_from_points(landmarks, template)
+    mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    return float(np.abs(mapped - template).max() / np.linalg.norm(template[1] - template[0]))
+
+
+def faces_in_crop(aligner: FaceAligner, face: np.ndarray) -> int:
+    """Faces the detector finds in an aligned crop, padded by half its size on each side (detectors
+    miss faces that fill the whole image)."""
+    pad = aligner.resolution // 2
+    padded = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+    return len(aligner.detector.detect(padded))
+
+
+def _write_aligned(
+    aligner: FaceAligner, reader: VideoReader, writer: VideoWriter, allowed_misses: int, check_every: int
+) -> dict:
+    """Stream the clip through the aligner into ``writer``; returns what the drop rules need."""
+    detections, waiting, last_matrix, residual, checks = [], [], None, 0.0, []
+    template = aligner.restorer.face_template
+    for index, aligned in enumerate(aligner.align_frames(reader)):
+        detections.append(aligned.detection)
+        if not aligned.found:
+            if last_matrix is None:  # no face yet: hold the frame until the first face gives a matrix
+                waiting.append(aligned.frame)
+                if len(waiting) > allowed_misses:
+                    break
+            else:
+                writer.write(aligner.crop(aligned.frame, last_matrix))
+            continue
+        for frame in waiting:
+            writer.write(aligner.crop(frame, aligned.matrix))
+        waiting, last_matrix = [], aligned.matrix
+        residual = max(residual, alignment_residual(aligned.detection, template))
+        if index % check_every == 0:
+            checks.append(faces_in_crop(aligner, aligned.face))
+        writer.write(aligned.face)
+    return {"detections": detections, "residual": residual, "checks": checks}
+
+
+def align_clip(item: Item, settings) -> list[Record]:
+    aligner = FaceAligner(settings.resolution, face_detector(settings.face_detector, settings.device))
+    reader = VideoReader(item.source, fps=FPS)
+    total = len(reader)
+    allowed = math.floor(settings.max_face_lost * total)
+    out = output_path(settings, item.key)
+    duration = total / FPS
+    with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=settings.temp_dir) as tmp:
+        silent = os.path.join(tmp, "video.mp4")
+        try:
+            with VideoWriter(silent, FPS, settings.resolution, settings.resolution) as writer:
+                found = _write_aligned(aligner, reader, writer, allowed, settings.check_every)
+                missed = sum(d is None for d in found["detections"]) + total - len(found["detections"])
+                reason = _drop_reason(found, missed, total, allowed, settings)
+                if reason:
+                    raise _Dropped(reason)
+        except _Dropped as drop:
+            return dropped(item, str(drop), duration_in=duration, scores=_scores(found, missed, total))
+        mux_audio(silent, item.source, out)
+    return [record(item.source, out, True, duration_in=duration, duration_out=duration,
+                   scores=_scores(found, missed, total))]
+
+
+class _Dropped(Exception):
+    """Leaves the writer's block so that nothing is published."""
+
+
+def _drop_reason(found: dict, missed: int, total: int, allowed: int, settings) -> str:
+    if missed == total:
+        return "no face"
+    if missed > allowed:
+        return f"face lost in {missed / total:.0%} of frames (> {settings.max_face_lost:.0%})"
+    if identity_breaks(found["detections"]) > 0:
+        return "tracked person changed"
+    bad_checks = sum(n != 1 for n in found["checks"])
+    if found["residual"] > settings.max_alignment_residual or bad_checks * 2 > len(found["checks"]):
+        return "implausible alignment"
+    return ""
+
+
+def _scores(found: dict, missed: int, total: int) -> dict:
+    return {
+        "face_lost": round(missed / total, 4),
+        "identity_breaks": identity_breaks(found["detections"]),
+        "alignment_residual": round(found["residual"], 4),
+        "faces_in_checked_crops": found["checks"],
+    }
