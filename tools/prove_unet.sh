@@ -4,11 +4,15 @@
 # every loss (LPIPS and TREPA with random-init backbones, logged as such) -> the trained UNet
 # lip-syncs held-out clips to their own audio and the SyncNet judges them. Last lines:
 #   stage1_loss_drop=0.NN  stage2_sync_loss_drop=0.NN  generated_sync_accuracy=0.NN
-#   bash tools/prove_unet.sh [WORKDIR]   (default WORKDIR: debug/prove_unet)
+#   bash tools/prove_unet.sh [WORKDIR [key=value ...]]   (default WORKDIR: debug/prove_unet)
+# key=value arguments override the configs of every training run (SyncNet, stage 1, stage 2), e.g. a
+# quick end-to-end check: NUM_TRAIN=4 NUM_VAL=2 VAE_MINUTES=0.2 EVAL_SAMPLES=64 bash tools/prove_unet.sh
+#   /tmp/smoke run.max_train_steps=10 run.validation_steps=5 ckpt.save_ckpt_steps=5
 # SYNCNET_CKPT=path reuses a SyncNet of configs/syncnet/syncnet_tiny_cpu.yaml (tools/prove_syncnet.sh).
 # On a shared machine: OMP_NUM_THREADS=1 bash tools/prove_unet.sh
 set -euo pipefail
 WORKDIR="$(realpath -m "${1:-debug/prove_unet}")"
+OVERRIDES=("${@:2}")
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -x .venv/bin/python ]; then PATH="$PWD/.venv/bin:$PATH"; fi
 DATA="$WORKDIR/data"
@@ -37,20 +41,21 @@ SYNCNET="${SYNCNET_CKPT:-$WORKDIR/syncnet/best_checkpoint.pt}"
 if [ ! -f "$SYNCNET" ]; then
     CONFIG_PATH=configs/syncnet/syncnet_tiny_cpu.yaml MASTER_PORT="${MASTER_PORT:-29518}" bash train_syncnet.sh \
         --output_dir "$WORKDIR/syncnet" "data.train_fileslist=$DATA/fileslist/train.txt" \
-        "data.val_fileslist=$DATA/fileslist/val.txt" "data.audio_mel_cache_dir=$DATA/audio_cache/mel"
+        "data.val_fileslist=$DATA/fileslist/val.txt" "data.audio_mel_cache_dir=$DATA/audio_cache/mel" \
+        ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 fi
 
 echo "== 5/7 stage 1 (configs/unet/stage1_tiny_cpu.yaml)"
 start=$(date +%s)
 CONFIG_PATH=configs/unet/stage1_tiny_cpu.yaml MASTER_PORT="${MASTER_PORT:-29518}" bash train_unet.sh \
-    --output_dir "$WORKDIR/stage1" "${DATA_ARGS[@]}"
+    --output_dir "$WORKDIR/stage1" "${DATA_ARGS[@]}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 echo "stage 1 took $(( $(date +%s) - start )) s"
 
 echo "== 6/7 stage 2 (configs/unet/stage2_tiny_cpu.yaml)"
 start=$(date +%s)
 CONFIG_PATH=configs/unet/stage2_tiny_cpu.yaml MASTER_PORT="${MASTER_PORT:-29518}" bash train_unet.sh \
     --output_dir "$WORKDIR/stage2" --init_ckpt_path "$WORKDIR/stage1/best_checkpoint.pt" \
-    "ckpt.syncnet_ckpt_path=$SYNCNET" "${DATA_ARGS[@]}"
+    "ckpt.syncnet_ckpt_path=$SYNCNET" "${DATA_ARGS[@]}" ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 echo "stage 2 took $(( $(date +%s) - start )) s"
 
 echo "== 7/7 held-out clips lip-synced by the trained UNet, judged by the SyncNet"
