@@ -172,11 +172,20 @@ class AlignRestore:
         matrix = self.estimate_matrix(landmarks, smooth=smooth)
         return self.warp(image, matrix), matrix
 
-    def warp(self, image: np.ndarray, matrix: np.ndarray | torch.Tensor) -> np.ndarray:
-        """The ``face_size`` crop (h, w, 3) uint8 of ``image`` (H, W, 3) uint8 through a (2, 3) frame-to-crop matrix."""
+    def warp(self, image: np.ndarray, matrix: np.ndarray | torch.Tensor, full_frame: bool = False) -> np.ndarray:
+        """The ``face_size`` crop (h, w, 3) uint8 of ``image`` (H, W, 3) uint8 through a (2, 3) frame-to-crop matrix.
+
+        Only the frame pixels the crop samples are converted to float (``full_frame=True``: all of
+        them, the reference path); the crop is the same either way.
+        """
+        image = _check_image(image)
+        matrix = _as_matrix(matrix)
+        x0, y0, x1, y1 = (0, 0, image.shape[1], image.shape[0]) if full_frame else _source_box(matrix, self.face_size, image.shape)
+        if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the frame
+            return np.full((self.face_size[1], self.face_size[0], 3), int(_FILL), np.uint8)
         face = cv2.warpAffine(
-            _check_image(image).astype(np.float32),
-            _as_matrix(matrix),
+            image[y0:y1, x0:x1].astype(np.float32),
+            _shift_source(matrix, x0, y0),
             self.face_size,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
@@ -189,9 +198,14 @@ class AlignRestore:
         image: np.ndarray,
         face: torch.Tensor | np.ndarray,
         matrix: torch.Tensor | np.ndarray,
+        full_frame: bool = False,
     ) -> np.ndarray:
         """Paste ``face`` (3, h, w) in [-1, 1] back into ``image`` (H, W, 3) uint8 through the inverse of
-        ``matrix``, feathering the crop's border. Returns a new (H, W, 3) uint8 frame."""
+        ``matrix``, feathering the crop's border. Returns a new (H, W, 3) uint8 frame.
+
+        Only the box the pasted crop and its feathering cover is computed (``full_frame=True``: the
+        whole frame, the reference path); pixels outside it are copied, as the blend leaves them.
+        """
         image = _check_image(image)
         height, width = image.shape[:2]
         if isinstance(face, torch.Tensor):
@@ -204,7 +218,15 @@ class AlignRestore:
                 f"got shape {face.shape}"
             )
         inverse = cv2.invertAffineTransform(_as_matrix(matrix)).astype(np.float32)
+        x0, y0, x1, y1 = (0, 0, width, height) if full_frame else _paste_box(inverse, self.face_size, image.shape)
+        restored = image.copy()
+        if x1 > x0 and y1 > y0:
+            restored[y0:y1, x0:x1] = self._blend(image[y0:y1, x0:x1], face, _shift_target(inverse, x0, y0))
+        return restored
 
+    def _blend(self, image: np.ndarray, face: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        """``face`` (3, h, w) warped by the crop-to-``image`` matrix ``inverse`` and feathered into ``image``."""
+        height, width = image.shape[:2]
         # Upstream fills with 127 in [-1, 1] units; those pixels are masked out below anyway.
         warped = cv2.warpAffine(
             np.ascontiguousarray(face.transpose(1, 2, 0)),
@@ -214,10 +236,15 @@ class AlignRestore:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(_FILL, _FILL, _FILL),
         )
-        warped = np.clip(warped / 2 + 0.5, 0, 1) * 255
+        # In place, in the reference's order of float32 operations:
+        # soft * (clip(warped / 2 + 0.5, 0, 1) * 255 * hard) + (1 - soft) * image.
+        warped *= 0.5
+        warped += 0.5
+        np.clip(warped, 0, 1, out=warped)
+        warped *= 255
 
         coverage = cv2.warpAffine(
-            np.ones((crop_h, crop_w), dtype=np.float32),
+            np.ones(face.shape[1:], dtype=np.float32),
             inverse,
             (width, height),
             flags=cv2.INTER_LINEAR,
@@ -225,7 +252,64 @@ class AlignRestore:
             borderValue=0,
         )
         hard, soft, _ = _feather_mask(coverage)
-        pasted = warped * hard[..., None]
-        soft = soft[..., None]
-        blended = soft * pasted + (1 - soft) * image.astype(np.float32)
-        return _to_uint8(blended)
+        warped *= hard[..., None]
+        warped *= soft[..., None]
+        background = image.astype(np.float32)
+        background *= (1 - soft)[..., None]
+        warped += background
+        return _to_uint8(warped)
+
+
+# ---------------------------------------------------------------------------------------- face boxes
+# A warp reads and writes only near the face, so both directions work on a box of the frame: the
+# crop's corners mapped into the frame, widened by the bilinear footprint and (for pasting) the
+# feathering, and clipped to the frame. The matrices are shifted to the box's origin.
+
+
+def _corners_box(points: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the frame pixels within ``margin`` of ``points`` (N, 2), clipped to ``shape``."""
+    height, width = shape[:2]
+    x0, y0 = np.floor(points.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    return max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
+
+
+def _crop_corners(crop_size: tuple[int, int]) -> np.ndarray:
+    # Half a pixel past the outer pixel centres: bilinear weights reach up to one pixel beyond them.
+    w, h = crop_size
+    return np.array([[-1, -1], [w, -1], [-1, h], [w, h]], dtype=np.float64)
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T.astype(np.float64) + matrix[:, 2].astype(np.float64)
+
+
+def _source_box(matrix: np.ndarray, crop_size: tuple[int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Frame pixels the crop of a frame-to-crop ``matrix`` samples (with a 2-pixel safety margin)."""
+    inverse = cv2.invertAffineTransform(matrix)
+    return _corners_box(_apply(inverse, _crop_corners(crop_size)), 2, shape)
+
+
+def _paste_box(inverse: np.ndarray, crop_size: tuple[int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Frame pixels a restore through the crop-to-frame ``inverse`` can change, plus room for the feathering.
+
+    The feather's blur reaches w_edge <= sqrt(pasted area) / 20 pixels and reflects at the box's
+    edges, so the margin keeps twice that (and a little) of zeros around the pasted region.
+    """
+    area = abs(float(np.linalg.det(inverse[:, :2].astype(np.float64)))) * (crop_size[0] + 2) * (crop_size[1] + 2)
+    margin = 2 * (int(math.sqrt(area)) // 20) + 4
+    return _corners_box(_apply(inverse, _crop_corners(crop_size)), margin, shape)
+
+
+def _shift_source(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The frame-to-crop ``matrix`` for a box of the frame whose top-left pixel is (x0, y0)."""
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float32)
+    return shifted
+
+
+def _shift_target(inverse: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The crop-to-frame ``inverse`` for a box of the frame whose top-left pixel is (x0, y0)."""
+    shifted = inverse.copy()
+    shifted[:, 2] -= np.array([x0, y0], dtype=np.float32)
+    return shifted

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.utils.affine_transform import AlignRestore, _feather_mask, similarity_from_points
+from latentsync.utils.affine_transform import AlignRestore, _feather_mask, _paste_box, similarity_from_points
 from tests.conftest import load_golden
 
 IMAGE_MAX, IMAGE_MEAN, MATRIX_ATOL, BIAS_ATOL = 1, 0.05, 5e-4, 1e-5
@@ -140,3 +140,38 @@ def test_rejects_bad_inputs():
         restorer.align_warp_face(image, np.zeros((3, 2)), smooth=False)
     with pytest.raises(ValueError, match="crop size"):
         restorer.restore_img(image, torch.zeros(3, 256, 256), np.eye(2, 3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "shift, angle",
+    [((0.0, 0.0), 0.0), ((300.0, 200.0), 0.3), ((-60.0, -50.0), -0.2), ((430.0, 330.0), 0.1), ((900.0, 700.0), 0.0)],
+    ids=["centre", "rotated", "past-top-left", "past-bottom-right", "outside"],
+)
+def test_face_box_paths_equal_whole_frame(golden, shift, angle):
+    """Warp and restore on the face's box give the whole-frame reference's pixels (restore: exactly)."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    landmarks = golden["inputs"]["landmarks"].numpy().astype(np.float64)
+    centre = landmarks.mean(0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = (landmarks - centre) @ turn.T + centre + np.array(shift) + np.array([60.0, 40.0])
+    restorer = AlignRestore(resolution=256)
+    matrix = restorer.estimate_matrix(landmarks, smooth=False)
+
+    box = restorer.warp(frame, matrix)
+    whole = restorer.warp(frame, matrix, full_frame=True)
+    diff = np.abs(box.astype(np.int16) - whole)
+    assert diff.max() <= IMAGE_MAX and diff.mean() <= IMAGE_MEAN
+
+    face = torch.from_numpy(rng.uniform(-1, 1, (3, 280, 210)).astype(np.float32))
+    restored = restorer.restore_img(frame, face, matrix)
+    np.testing.assert_array_equal(restored, restorer.restore_img(frame, face, matrix, full_frame=True))
+    changed = np.argwhere((restored != frame).any(-1))
+    if shift[0] > 640:  # wholly outside the frame: nothing to paste
+        assert len(changed) == 0 and (box == 127).all()
+        return
+    assert len(changed) > 1000  # the face was pasted...
+    x0, y0, x1, y1 = _paste_box(cv2.invertAffineTransform(matrix), restorer.face_size, frame.shape)
+    assert (x1 - x0) * (y1 - y0) < 0.6 * frame.shape[0] * frame.shape[1]  # ...on a box, not the whole frame
+    assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
+    assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
