@@ -36,7 +36,9 @@ from latentsync.utils.face_alignment import AlignedFrame, FaceAligner
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
 from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
-from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio
+from latentsync.utils.media import (
+    FAST_ENCODING, SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class LipsyncPipeline(DiffusionPipeline):
         self.num_frames = 16
         self.resolution = 256
         self.mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
+        self.video_encoding = FAST_ENCODING  # libx264 settings of the output (media.ARCHIVAL_ENCODING: slow, small)
 
     def set_defaults(
         self, *, num_frames: int, resolution: int, mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
@@ -425,7 +428,9 @@ class LipsyncPipeline(DiffusionPipeline):
             silent_path = os.path.join(work, "video.mp4")
             clips = list(clip_bounds(total, num_frames))
             progress("denoise", 0, len(clips))
-            with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer:
+            with self._eval_mode(), VideoWriter(
+                silent_path, VIDEO_FPS, reader.width, reader.height, self.video_encoding
+            ) as writer:
                 for done, (start, stop) in enumerate(clips, 1):
                     clip = list(islice(frames, stop - start))
                     outputs = self._sync_and_restore(

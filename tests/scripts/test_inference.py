@@ -331,3 +331,13 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
     assert "Traceback" not in result.stderr
     assert_one_error_line(result.returncode, result.stderr)
     assert not (odd / "never.mp4").exists()
+
+
+def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: F811
+    from latentsync.utils.media import ARCHIVAL_ENCODING, FAST_ENCODING
+    from scripts.inference import load_models, parse_args
+
+    flags = [*model_args(tiny_models, tmp_path)]
+    assert parse_args(flags).archival is False  # configs/inference.yaml: fast by default
+    assert load_models(parse_args(flags)).video_encoding == FAST_ENCODING
+    assert load_models(parse_args([*flags, "--archival"])).video_encoding == ARCHIVAL_ENCODING
