@@ -397,7 +397,10 @@ class LipsyncPipeline(DiffusionPipeline):
         used = min(len(reader), total)
         counting = _CountingDetector(face_detector)
         aligner = FaceAligner(resolution, counting, face_index)
-        detections = [d for _, d in aligner.track(_counted(islice(reader, used), used, "faces", progress))]
+        # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
+        shrunk = islice(reader.frames(aligner.detect_max_side), used)
+        tracked = aligner.track(_counted(shrunk, used, "faces", progress), frame_size=(reader.width, reader.height))
+        detections = [d for _, d in tracked]
         if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
             raise NoFaceError(
                 f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "

@@ -14,6 +14,7 @@ one video at a time, in order (``reset()`` between videos).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from itertools import islice
@@ -31,6 +32,12 @@ from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTrac
 __all__ = ["AlignedFrame", "FaceAligner", "identity_breaks"]
 
 DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
+# The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
+# between get the detections interpolated. On a moving 1080x1920 face that is as close to the true
+# motion as detecting every full frame (MediaPipe jitters by a few pixels from frame to frame),
+# at a fifth of the cost (tests/utils/test_face_alignment.py, benchmarks/RESULTS.md).
+DETECT_EVERY = 5
+DETECT_MAX_SIDE = 960
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class FaceAligner:
     ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
     ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
     ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
+    ``detect_every`` and ``detect_max_side`` make tracking cheaper (see :meth:`track`); 1 and None
+    run the detector on every full-size frame, as upstream does.
     """
 
     def __init__(
@@ -63,11 +72,17 @@ class FaceAligner:
         face_index: int | None = None,
         batch_size: int = DETECT_BATCH,
         smooth: bool = True,
+        detect_every: int = DETECT_EVERY,
+        detect_max_side: int | None = DETECT_MAX_SIDE,
     ) -> None:
+        if detect_every < 1 or (detect_max_side is not None and detect_max_side < 1):
+            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {detect_every}, {detect_max_side}")
         self.resolution = resolution
         self.smooth = smooth
         self.detector = detector
         self.batch_size = batch_size
+        self.detect_every = detect_every
+        self.detect_max_side = detect_max_side
         self.tracker = FaceTracker(face_index=face_index)
         self.restorer = AlignRestore(resolution)
 
@@ -78,15 +93,61 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ tracking
 
-    def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
+    def track(
+        self, frames: Iterable[np.ndarray], frame_size: tuple[int, int] | None = None
+    ) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
         """(frame, the tracked person's detection or None) for consecutive RGB frames, streamed
-        batch by batch through the detector."""
+        batch by batch through the detector.
+
+        The detector sees every ``detect_every``-th frame of a batch (and its last), shrunk to at most
+        ``detect_max_side`` pixels; between two such frames where the person was found the box and
+        landmarks are interpolated linearly, elsewhere every frame is detected. ``frame_size``
+        (width, height) is the size the detections refer to when ``frames`` are already shrunk
+        copies (e.g. :meth:`VideoReader.frames` with ``max_side``); None: the frames' own size.
+        """
         if self.detector is None:
             raise ValueError("FaceAligner has no detector: pass detector= or give align_frames the detections")
         frames = iter(frames)
         while batch := list(islice(frames, self.batch_size)):
-            for frame, faces in zip(batch, self.detector.detect_batch(batch)):
-                yield frame, self.tracker.update(faces)
+            yield from zip(batch, self._track_batch(batch, frame_size))
+
+    def _detect(self, frames: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[list[FaceDetection]]:
+        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels."""
+        shrunk, scales = [], []
+        for frame in frames:
+            height, width = frame.shape[:2]
+            factor = 1.0
+            if self.detect_max_side is not None and max(width, height) > self.detect_max_side:
+                factor = self.detect_max_side / max(width, height)
+                frame = cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+            full_w, full_h = frame_size if frame_size is not None else (width, height)
+            shrunk.append(frame)
+            scales.append(np.array([full_w / frame.shape[1], full_h / frame.shape[0]]))
+        return [
+            [_scaled(face, scale) for face in faces] if not np.allclose(scale, 1) else faces
+            for faces, scale in zip(self.detector.detect_batch(shrunk), scales)
+        ]
+
+    def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
+        keys = sorted({*range(0, len(batch), self.detect_every), len(batch) - 1})
+        chosen: list[FaceDetection | None] = [None] * len(batch)
+        previous = None
+        for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
+            trial = copy.copy(self.tracker)
+            picked = trial.update(faces)
+            gap = range(previous + 1, key) if previous is not None else range(0)
+            if not gap or (picked is not None and chosen[previous] is not None):
+                # The tracker followed the person from the last key frame to this one: interpolate.
+                for i in gap:
+                    chosen[i] = _interpolate(chosen[previous], picked, (i - previous) / (key - previous))
+                self.tracker, chosen[key] = trial, picked
+            else:
+                # The person appears, leaves or is lost in between: detect every frame of the gap.
+                for i, gap_faces in zip(gap, self._detect([batch[i] for i in gap], frame_size)):
+                    chosen[i] = self.tracker.update(gap_faces)
+                chosen[key] = self.tracker.update(faces)
+            previous = key
+        return chosen
 
     # ------------------------------------------------------------------ alignment
 
@@ -121,6 +182,19 @@ class FaceAligner:
         crop_w, crop_h = self.restorer.face_size
         face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
         return self.restorer.restore_img(aligned.frame, face, aligned.matrix)
+
+
+def _scaled(face: FaceDetection, scale: np.ndarray) -> FaceDetection:
+    """``face`` found in a shrunk frame, in the pixels of the full one (``scale`` = full / shrunk, x and y)."""
+    x1, y1, x2, y2 = face.box
+    box = (x1 * scale[0], y1 * scale[1], x2 * scale[0], y2 * scale[1])
+    return FaceDetection(tuple(float(v) for v in box), face.landmarks * scale, face.score)
+
+
+def _interpolate(a: FaceDetection, b: FaceDetection, t: float) -> FaceDetection:
+    """The face a fraction ``t`` of the way from detection ``a`` to ``b`` (no detector score: NaN)."""
+    box = tuple(float((1 - t) * p + t * q) for p, q in zip(a.box, b.box))
+    return FaceDetection(box, (1 - t) * a.landmarks + t * b.landmarks, math.nan)
 
 
 def identity_breaks(detections: Iterable[FaceDetection | None], max_shift: float = 1.0, max_scale: float = 2.0) -> int:

@@ -248,14 +248,28 @@ class VideoReader:
             except av.FFmpegError as err:
                 raise MediaError(f"cannot decode video {self.path!r}: {err}") from err
 
-    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """The frame as RGB uint8, turned upright as its display matrix asks."""
-        rgb = frame.to_ndarray(format="rgb24")
+    def _rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+        """The frame as RGB uint8, turned upright as its display matrix asks; ``size`` = (width, height)
+        of the upright frame to scale to while converting, or None."""
+        if size is not None:
+            width, height = size if self.info.rotation in (0, 180) else size[::-1]
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        else:
+            rgb = frame.to_ndarray(format="rgb24")
         if self.info.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, self.info.rotation // 90))
         return rgb
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+    def frames(self, max_side: int | None = None) -> Iterator[np.ndarray]:
+        """The frames (as iterating does); with ``max_side``, shrunk so their longer side is at most
+        that many pixels, in the same pass as the colour conversion (cheaper than resizing after)."""
+        size = None
+        if max_side is not None and max(self.width, self.height) > max_side:
+            factor = max_side / max(self.width, self.height)
+            size = (max(2, round(self.width * factor)), max(2, round(self.height * factor)))
         emitted = 0
         shown: av.VideoFrame | None = None  # source frame on screen at the next output time
         shown_rgb: np.ndarray | None = None  # its RGB array, converted only if it is emitted
@@ -265,7 +279,7 @@ class VideoReader:
             # Output times before this frame's start still show the previous frame.
             while emitted < self._length and emitted / self.fps < t - _TIME_EPS:
                 if shown_rgb is None:
-                    shown_rgb = self._rgb(shown)
+                    shown_rgb = self._rgb(shown, size)
                     yield shown_rgb
                 else:  # a repeated frame: a copy, so callers may edit frames in place
                     yield shown_rgb.copy()
@@ -277,7 +291,7 @@ class VideoReader:
             raise MediaError(f"video has no decodable frames: {self.path!r}")
         while emitted < self._length:
             if shown_rgb is None:
-                shown_rgb = self._rgb(shown)
+                shown_rgb = self._rgb(shown, size)
                 yield shown_rgb
             else:
                 yield shown_rgb.copy()
@@ -501,7 +515,7 @@ def transcode_video(
     ``frames`` = (start, stop) keeps output frames start..stop-1 exactly (and the audio of the same
     span), counted after the frame-rate conversion. Written under a temporary name, then renamed.
     """
-    src = _require_file(src, "video")
+    src = require_file(src, "video")
     video_filters, audio_filters = [f"fps={fps}"], [f"aresample={sample_rate}"]
     if frames is not None:
         start, stop = frames

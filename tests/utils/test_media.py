@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 from scipy.io import wavfile
@@ -159,6 +160,24 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
             writer.write(np.zeros((32, 32, 3), np.uint8))
             writer.write(np.zeros((32, 32, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reader_shrinks_frames_while_converting(tmp_path):
+    from tools.synthetic_media import astronaut_face
+
+    path = tmp_path / "face.mp4"
+    source = astronaut_face()[:192, :256]
+    with VideoWriter(path, 25, 256, 192) as writer:
+        for _ in range(3):
+            writer.write(source)
+    reader = VideoReader(path)
+    full = list(reader)
+    shrunk = list(reader.frames(max_side=128))
+    assert len(shrunk) == 3 and shrunk[0].shape == (96, 128, 3) and shrunk[0].dtype == np.uint8
+    expected = cv2.resize(full[0], (128, 96), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(shrunk[0].astype(int) - expected).mean() < 4
+    assert list(reader.frames(max_side=256))[0].shape == (192, 256, 3)  # already small enough: unchanged
+    np.testing.assert_array_equal(list(reader.frames(max_side=256))[0], full[0])
 
 
 def _x264_settings(path) -> str:
