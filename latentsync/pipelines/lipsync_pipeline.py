@@ -32,7 +32,7 @@ from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner
+from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
 from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
@@ -110,6 +110,7 @@ class LipsyncPipeline(DiffusionPipeline):
         self.resolution = 256
         self.mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
         self.video_encoding = FAST_ENCODING  # libx264 settings of the output (media.ARCHIVAL_ENCODING: slow, small)
+        self.frame_path = FramePath()  # how faces are tracked, warped and restored (fast paths by default)
 
     def set_defaults(
         self, *, num_frames: int, resolution: int, mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
@@ -396,9 +397,9 @@ class LipsyncPipeline(DiffusionPipeline):
         # 3. Faces: one pass of detection + tracking over the input frames that will be used.
         used = min(len(reader), total)
         counting = _CountingDetector(face_detector)
-        aligner = FaceAligner(resolution, counting, face_index)
+        aligner = FaceAligner(resolution, counting, face_index, frame_path=self.frame_path)
         # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
-        shrunk = islice(reader.frames(aligner.detect_max_side), used)
+        shrunk = islice(reader.frames(self.frame_path.detect_max_side), used)
         tracked = aligner.track(_counted(shrunk, used, "faces", progress), frame_size=(reader.width, reader.height))
         detections = [d for _, d in tracked]
         if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
@@ -486,7 +487,7 @@ class LipsyncPipeline(DiffusionPipeline):
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
         synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
-        return [aligner.restore(aligned, face) for aligned, face in zip(clip, synced)]
+        return aligner.restore_clip(clip, synced)
 
 
 class _CountingDetector:

@@ -26,10 +26,10 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from latentsync.utils.affine_transform import AlignRestore
+from latentsync.utils.affine_transform import AlignRestore, restore_batch, warp_batch
 from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
 
-__all__ = ["AlignedFrame", "FaceAligner", "identity_breaks"]
+__all__ = ["AlignedFrame", "FaceAligner", "FramePath", "REFERENCE_FRAME_PATH", "identity_breaks"]
 
 DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
 # The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
@@ -38,6 +38,26 @@ DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode wo
 # at a fifth of the cost (tests/utils/test_face_alignment.py, benchmarks/RESULTS.md).
 DETECT_EVERY = 5
 DETECT_MAX_SIDE = 960
+
+
+@dataclass(frozen=True)
+class FramePath:
+    """How the per-frame work is done. The defaults are the fast paths; :data:`REFERENCE_FRAME_PATH`
+    is the plain one they are tested against (benchmarks/RESULTS.md compares the two).
+
+    ``detect_every``/``detect_max_side``: see :meth:`FaceAligner.track` (1/None: every full frame).
+    ``face_box``: crop and restore on the face's box of the frame rather than the whole frame.
+    ``warp_device``: a torch device (a GPU) where crops are warped and clips restored as batched
+    tensor operations; None: OpenCV on the CPU, faster there.
+    """
+
+    detect_every: int = DETECT_EVERY
+    detect_max_side: int | None = DETECT_MAX_SIDE
+    face_box: bool = True
+    warp_device: str | torch.device | None = None
+
+
+REFERENCE_FRAME_PATH = FramePath(detect_every=1, detect_max_side=None, face_box=False)
 
 
 @dataclass(frozen=True)
@@ -61,8 +81,7 @@ class FaceAligner:
     ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
     ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
     ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
-    ``detect_every`` and ``detect_max_side`` make tracking cheaper (see :meth:`track`); 1 and None
-    run the detector on every full-size frame, as upstream does.
+    ``frame_path`` picks the fast or the reference way of tracking, warping and restoring (:class:`FramePath`).
     """
 
     def __init__(
@@ -72,17 +91,16 @@ class FaceAligner:
         face_index: int | None = None,
         batch_size: int = DETECT_BATCH,
         smooth: bool = True,
-        detect_every: int = DETECT_EVERY,
-        detect_max_side: int | None = DETECT_MAX_SIDE,
+        frame_path: FramePath = FramePath(),
     ) -> None:
-        if detect_every < 1 or (detect_max_side is not None and detect_max_side < 1):
-            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {detect_every}, {detect_max_side}")
+        if frame_path.detect_every < 1 or (frame_path.detect_max_side or 1) < 1:
+            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {frame_path}")
         self.resolution = resolution
         self.smooth = smooth
         self.detector = detector
         self.batch_size = batch_size
-        self.detect_every = detect_every
-        self.detect_max_side = detect_max_side
+        self.frame_path = frame_path
+        self.warp_device = None if frame_path.warp_device is None else torch.device(frame_path.warp_device)
         self.tracker = FaceTracker(face_index=face_index)
         self.restorer = AlignRestore(resolution)
 
@@ -117,8 +135,8 @@ class FaceAligner:
         for frame in frames:
             height, width = frame.shape[:2]
             factor = 1.0
-            if self.detect_max_side is not None and max(width, height) > self.detect_max_side:
-                factor = self.detect_max_side / max(width, height)
+            if self.frame_path.detect_max_side is not None and max(width, height) > self.frame_path.detect_max_side:
+                factor = self.frame_path.detect_max_side / max(width, height)
                 frame = cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
             full_w, full_h = frame_size if frame_size is not None else (width, height)
             shrunk.append(frame)
@@ -129,7 +147,7 @@ class FaceAligner:
         ]
 
     def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
-        keys = sorted({*range(0, len(batch), self.detect_every), len(batch) - 1})
+        keys = sorted({*range(0, len(batch), self.frame_path.detect_every), len(batch) - 1})
         chosen: list[FaceDetection | None] = [None] * len(batch)
         previous = None
         for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
@@ -161,7 +179,11 @@ class FaceAligner:
     def crop(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """The (r, r, 3) uint8 face of ``frame`` through a frame-to-crop ``matrix`` (e.g. a neighbour's,
         for a frame where the face was missed)."""
-        crop = self.restorer.warp(frame, matrix)
+        if self.warp_device is not None:
+            frames = torch.from_numpy(frame).to(self.warp_device)[None]
+            crop = warp_batch(frames, torch.from_numpy(matrix)[None], self.restorer.face_size)[0].cpu().numpy()
+        else:
+            crop = self.restorer.warp(frame, matrix, full_frame=not self.frame_path.face_box)
         return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def align_frames(
@@ -177,11 +199,29 @@ class FaceAligner:
 
     def restore(self, aligned: AlignedFrame, face: torch.Tensor) -> np.ndarray:
         """Paste an edited face (3, r, r) in [-1, 1] back into its frame; returns (H, W, 3) uint8."""
-        if not aligned.found:
-            return aligned.frame
+        return self.restore_clip([aligned], face[None])[0]
+
+    def restore_clip(self, clip: Sequence[AlignedFrame], faces: torch.Tensor) -> list[np.ndarray]:
+        """Paste edited faces (f, 3, r, r) in [-1, 1] back into their frames (frames without a face pass
+        through); with a ``warp_device``, as one batch there."""
         crop_w, crop_h = self.restorer.face_size
-        face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        return self.restorer.restore_img(aligned.frame, face, aligned.matrix)
+        found = [i for i, aligned in enumerate(clip) if aligned.found]
+        restored = [aligned.frame for aligned in clip]
+        if not found:
+            return restored
+        device = self.warp_device or faces.device
+        crops = faces[found].to(device)
+        crops = TF.resize(crops, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        if self.warp_device is not None:
+            frames = torch.from_numpy(np.stack([clip[i].frame for i in found])).to(device)
+            matrices = torch.from_numpy(np.stack([clip[i].matrix for i in found])).to(device)
+            pasted = restore_batch(frames, crops, matrices).cpu().numpy()
+        else:
+            full = not self.frame_path.face_box
+            pasted = [self.restorer.restore_img(clip[i].frame, c, clip[i].matrix, full) for i, c in zip(found, crops)]
+        for i, frame in zip(found, pasted):
+            restored[i] = frame
+        return restored
 
 
 def _scaled(face: FaceDetection, scale: np.ndarray) -> FaceDetection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, identity_breaks
+from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath, identity_breaks
 from latentsync.utils.face_detector import FaceDetection
 from tests.conftest import load_golden
 from tests.utils.test_affine_transform import assert_image_close, assert_matrix_close
@@ -59,7 +59,7 @@ def test_stream_tracks_in_batches_and_flags_missing_frames():
     script[2] = script[5] = []
     script[4] = [other, _face(landmarks)]
     detector = ScriptedDetector(script)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3, detect_every=1)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3, frame_path=FramePath(detect_every=1))
     stream = aligner.align_frames(iter(frames))
     first = next(stream)  # streamed: only the first batch has been detected so far
     assert detector.batches == [3]
@@ -135,7 +135,7 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     script = [[_face(landmarks + [2 * i, i], box=(2 * i, i, 100 + 2 * i, 100 + i))] for i in range(12)]
     script[8] = []
     detector = KeyedDetector(script, full_width=200)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, detect_every=5, detect_max_side=100)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, 100))
     tracked = [d for _, d in aligner.track(frames)]
     # Only key frames 0, 5, 10 and the batch's last go to the detector, shrunk to 100 px; the face is
     # found at 5 and 10, so 6..9 are interpolated (frame 8 included) and come out in full-size pixels.
@@ -148,7 +148,7 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     # The face missing at a key frame: the frames around it are detected one by one instead.
     script[10] = []
     detector = KeyedDetector(script, full_width=200)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, detect_every=5, detect_max_side=None)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
     tracked = [d for _, d in aligner.track(frames)]
     assert detector.calls == [[0, 5, 10, 11], [6, 7, 8, 9]] and detector.widths == {200}
     assert [d is not None for d in tracked] == [True] * 8 + [False, True, False, True]
@@ -175,7 +175,7 @@ def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_fr
 
     def landmarks(every: int, max_side: int | None) -> np.ndarray:
         with MediapipeFaceDetector() as detector:
-            aligner = FaceAligner(detector=detector, detect_every=every, detect_max_side=max_side)
+            aligner = FaceAligner(detector=detector, frame_path=FramePath(every, max_side))
             frames = reader.frames(max_side)
             return np.stack([d.landmarks for _, d in aligner.track(frames, frame_size=(width, height))])
 
@@ -187,3 +187,19 @@ def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_fr
     # Measured: mean 0.59 vs 0.96 px, max 2.26 vs 2.49 px (on 1080x1920 frames sparse is the closer one).
     assert sparse_error.mean() <= dense_error.mean() + 0.5
     assert sparse_error.max() <= dense_error.max() + 2.0  # the golden landmark tolerance, in pixels
+
+
+def test_clip_restore_on_a_device_matches_opencv():
+    image, landmarks, _ = _golden()
+    opencv, tensors = FaceAligner(resolution=256), FaceAligner(resolution=256, frame_path=FramePath(warp_device="cpu"))
+    clip = [opencv.align(image, _face(landmarks)), AlignedFrame(image, None, None), opencv.align(image, _face(landmarks + 3))]
+    crop = tensors.align(image, _face(landmarks)).face
+    diff = np.abs(crop.astype(int) - clip[0].face)
+    assert diff.max() <= 2 and diff.mean() <= 0.05  # after the Lanczos resize, a ±1 may become ±2
+    faces = torch.from_numpy(np.stack([clip[0].face] * 3)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    faces[:, :, 128:] *= -1
+    expected, restored = opencv.restore_clip(clip, faces), tensors.restore_clip(clip, faces)
+    assert restored[1] is image  # no face: passed through
+    for a, b in zip(restored, expected):
+        assert_image_close(a, torch.from_numpy(b))
+    assert np.abs(restored[0].astype(int) - image).mean() > 5  # the inverted lower half was pasted
