@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
 
 from latentsync.errors import MediaError, OutputError
@@ -375,7 +376,10 @@ class VideoWriter:
         pad_h, pad_w = self.height % 2, self.width % 2
         if pad_h or pad_w:
             frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        # OpenCV's RGB -> I420 (BT.601, limited range, as the decoder assumes) is several times faster
+        # than the conversion the encoder would otherwise run through swscale.
+        yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
+        video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / self.fps
         for packet in self._stream.encode(video_frame):
