@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--face_index", type=int, help="which face to sync: k-th from the left where faces first appear (default: largest)")
     add("--audio_windows", choices=("overlap", "upstream"), help="Whisper windowing: overlap (no 30 s seams) or upstream")
     add("--audio_cache_dir", help="cache Whisper features here, keyed by audio content")
+    add("--detect_every", type=int, help="run the face detector on every N-th frame, interpolating in between (1: all)")
+    add("--detect_max_side", type=int, help="shrink frames to at most N pixels for face detection (0: full size)")
     add("--archival", action=argparse.BooleanOptionalAction,
         help="encode the output slowly at high quality (libx264 slow, CRF 18) instead of for throughput")
     add("--temp_dir", help="parent folder of the private working folder (created if missing; removed afterwards)")
@@ -156,6 +158,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--guidance_scale must be a finite number >= 0 (1.0 = off), got {args.guidance_scale}")
     if not -1 <= args.seed < 2**63:
         raise ConfigError(f"--seed must be -1 (a fresh seed) or between 0 and 2**63 - 1, got {args.seed}")
+    if args.detect_every is not None and args.detect_every < 1:
+        raise ConfigError(f"--detect_every must be >= 1 (1 = every frame), got {args.detect_every}")
+    if args.detect_max_side is not None and args.detect_max_side < 0:
+        raise ConfigError(f"--detect_max_side must be >= 0 (0 = full size), got {args.detect_max_side}")
     if args.face_index is not None and args.face_index < 0:
         raise ConfigError(f"--face_index counts faces from 0 (left to right), got {args.face_index}")
     for flag in ("audio_cache_dir", "temp_dir"):
@@ -182,6 +188,10 @@ def load_models(args: argparse.Namespace) -> LipsyncPipeline:
         show_native_logs=args.verbose,
     )
     pipeline.video_encoding = ARCHIVAL_ENCODING if args.archival else FAST_ENCODING
+    if args.detect_every is not None:
+        pipeline.frame_path = replace(pipeline.frame_path, detect_every=args.detect_every)
+    if args.detect_max_side is not None:
+        pipeline.frame_path = replace(pipeline.frame_path, detect_max_side=args.detect_max_side or None)
     return pipeline
 
 
