@@ -475,7 +475,7 @@ def transcode_video(
     ``frames`` = (start, stop) keeps output frames start..stop-1 exactly (and the audio of the same
     span), counted after the frame-rate conversion. Written under a temporary name, then renamed.
     """
-    src = _require_file(src, "video")
+    src = require_file(src, "video")
     video_filters, audio_filters = [f"fps={fps}"], [f"aresample={sample_rate}"]
     if frames is not None:
         start, stop = frames
