@@ -29,14 +29,14 @@ from torch.utils.data import DataLoader
 
 from latentsync.data.syncnet_dataset import SyncNetDataset
 from latentsync.data.video_dataset import validation_keys
-from latentsync.errors import LatentSyncError
 from latentsync.losses import cosine_loss
 from latentsync.metrics.syncnet_accuracy import SyncScore, evaluate
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_input import load_frozen_vae, syncnet_embeddings
 from latentsync.training.checkpoints import load_training_state, resolve_resume_path, seed_processes
 from latentsync.training.config import load_training_config as load_config_with_overrides
-from latentsync.training.loop import DebugRecorder, train_loop
+from latentsync.training.cli import flag_overrides, run_training_main, training_parser
+from latentsync.training.loop import DebugRecorder
 from latentsync.training.run import LoopSettings, TrainingRun
 from latentsync.training.setup import (
     build_accelerator,
@@ -46,8 +46,6 @@ from latentsync.training.setup import (
     build_val_loader,
 )
 from latentsync.utils.atomic import atomic_output
-from latentsync.utils.device import DEVICE_CHOICES
-from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -77,35 +75,18 @@ OPTIONAL_KEYS = {
     "run.max_train_minutes": 0,
     "run.max_nonfinite_in_a_row": 10,
 }
-DEBUG_DUMP_ENV = "LATENTSYNC_DEBUG_DUMP_DIR"
 
 
 # --------------------------------------------------------------------------- parse, config
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train StableSyncNet (launch with torchrun for several processes)")
-    parser.add_argument("--config_path", default=DEFAULT_CONFIG)
-    parser.add_argument("--output_dir", help="overrides data.train_output_dir")
-    parser.add_argument("--resume_ckpt_path", help="overrides ckpt.resume_ckpt_path; 'latest' = newest in output_dir")
-    parser.add_argument("--device", help=f"overrides run.device: {' | '.join(DEVICE_CHOICES)}")
-    parser.add_argument(
-        "--debug_dump_dir", default=os.environ.get(DEBUG_DUMP_ENV),
-        help=f"each rank writes rank<R>.json (data seen, weight digests, files written); also ${DEBUG_DUMP_ENV}",
-    )
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run.max_train_steps=100")
-    return parser.parse_args(argv)
+    return training_parser("Train StableSyncNet (launch with torchrun for several processes)", DEFAULT_CONFIG).parse_args(argv)
 
 
 def load_training_config(args: argparse.Namespace) -> DictConfig:
     """The YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
-    overrides = list(args.overrides)
-    for flag, key in (("output_dir", "data.train_output_dir"), ("resume_ckpt_path", "ckpt.resume_ckpt_path"),
-                      ("device", "run.device")):
-        if getattr(args, flag, None):
-            overrides.append(f"{key}={getattr(args, flag)}")
-    return load_config_with_overrides(args.config_path, REQUIRED_KEYS, OPTIONAL_KEYS, overrides)
+    return load_config_with_overrides(args.config_path, REQUIRED_KEYS, OPTIONAL_KEYS, flag_overrides(args))
 
 
 # --------------------------------------------------------------------------- build
@@ -179,28 +160,11 @@ def validate(run: SyncNetRun) -> dict[str, float]:
     return {"loss": score.loss, "accuracy": score.accuracy}
 
 
-def train(run: SyncNetRun) -> None:
-    """Optimise until ``run.max_train_steps``, validating and checkpointing on schedule."""
-    train_loop(run, sync_loss, validate)
-
-
 # --------------------------------------------------------------------------- entry point
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        config = load_training_config(args)
-        run = build(config, args.debug_dump_dir)
-        train(run)
-        if run.debug is not None:
-            run.debug.dump()
-        run.accelerator.end_training()
-    except LatentSyncError as err:
-        logger.error("%s", err)
-        return 1
-    return 0
+    return run_training_main(argv, parse_args, load_training_config, build, sync_loss, validate)
 
 
 if __name__ == "__main__":

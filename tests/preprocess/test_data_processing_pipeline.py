@@ -16,9 +16,12 @@ import av
 import pytest
 
 from latentsync.data.syncnet_dataset import SyncNetDataset
+from latentsync.data.unet_dataset import UNetDataset
 from latentsync.utils.media import load_audio, probe_video
+from latentsync.whisper.audio2feature import Audio2Feature
 from preprocess import data_processing_pipeline as pipeline
 from tests.preprocess.conftest import FINAL, OPTIONS, finals, fingerprint, manifest
+from tools.tiny_models import write_whisper
 
 
 def test_keeps_and_drops_the_right_files_for_the_right_reasons(raw, processed):
@@ -78,6 +81,23 @@ def test_outputs_are_25_fps_16_khz_mono_aligned_squares_the_syncnet_dataset_read
     for index in range(len(paths)):
         sample = dataset[index]
         assert sample["frames"].shape == (5, 3, 16, 32) and sample["audio_samples"].shape == (1, 80, 16)
+    assert dataset.skipped == {}
+
+
+def test_the_unet_dataset_reads_the_outputs(processed, tmp_path):
+    output_dir = processed["output_dir"]
+    paths = sorted(os.path.join(output_dir, pipeline.FINAL_DIR, name) for name in FINAL)
+    encoder = Audio2Feature(write_whisper(tmp_path / "whisper"), device="cpu", num_frames=16,
+                            cache_dir=tmp_path / "embeds")
+    dataset = UNetDataset(paths, num_frames=16, resolution=64, audio_encoder=encoder, load_mel=True,
+                          mel_cache_dir=str(tmp_path / "mel"), seed=0)
+    for index in range(len(paths)):
+        sample = dataset[(0, index)]
+        assert abs(int(sample["start_idx"]) - int(sample["ref_start_idx"])) >= 16
+        for key in ("gt_pixel_values", "masked_pixel_values", "ref_pixel_values"):
+            assert sample[key].shape == (16, 3, 64, 64)
+        assert sample["gt_pixel_values"].std() > 0.05  # a face, not a blank frame
+        assert sample["mel"].shape == (1, 80, 52) and sample["audio_embeds"].shape == (16, 50, 64)
     assert dataset.skipped == {}
 
 
