@@ -118,8 +118,9 @@ class FaceAligner:
         batch by batch through the detector.
 
         The detector sees every ``detect_every``-th frame of a batch (and its last), shrunk to at most
-        ``detect_max_side`` pixels; between two such frames where the person was found the box and
-        landmarks are interpolated linearly, elsewhere every frame is detected. ``frame_size``
+        ``detect_max_side`` pixels. Between two such frames where the person was found the box and
+        landmarks are interpolated linearly; between two without them, nothing is found; where the
+        person appears or is lost in between, every frame is detected. ``frame_size``
         (width, height) is the size the detections refer to when ``frames`` are already shrunk
         copies (e.g. :meth:`VideoReader.frames` with ``max_side``); None: the frames' own size.
         """
@@ -159,6 +160,11 @@ class FaceAligner:
                 for i in gap:
                     chosen[i] = _interpolate(chosen[previous], picked, (i - previous) / (key - previous))
                 self.tracker, chosen[key] = trial, picked
+            elif picked is None and chosen[previous] is None:
+                # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
+                for i in gap:
+                    chosen[i] = self.tracker.update([])
+                chosen[key] = self.tracker.update(faces)
             else:
                 # The person appears, leaves or is lost in between: detect every frame of the gap.
                 for i, gap_faces in zip(gap, self._detect([batch[i] for i in gap], frame_size)):

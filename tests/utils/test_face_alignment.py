@@ -155,6 +155,14 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     np.testing.assert_allclose(tracked[9].landmarks, landmarks + [18, 9], atol=1e-9)
     assert tracked[9].score == 0.9
 
+    # No face at two key frames in a row: the frames between them are not detected.
+    script[5] = []
+    detector = KeyedDetector(script, full_width=200)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
+    tracked = [d for _, d in aligner.track(frames)]
+    assert detector.calls == [[0, 5, 10, 11], [1, 2, 3, 4]]
+    assert [d is not None for d in tracked] == [True] * 5 + [False] * 6 + [True]
+
 
 def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_frame(tmp_path):
     """MediaPipe on every full frame vs every 5th frame at half size: landmark error against the true motion."""
