@@ -187,27 +187,14 @@ def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_fr
             frames = reader.frames(max_side)
             return np.stack([d.landmarks for _, d in aligner.track(frames, frame_size=(width, height))])
 
-    dense, sparse = landmarks(1, None), landmarks(5, 240)
+    dense, sparse, shrunk = landmarks(1, None), landmarks(5, None), landmarks(5, 240)
     # The still photo's points, fitted to the dense detections; the truth moves them with the frame.
     truth = scale * ((dense - shift) / scale).mean(0) + shift
-    dense_error = np.linalg.norm(dense - truth, axis=-1)
-    sparse_error = np.linalg.norm(sparse - truth, axis=-1)
-    # Measured: mean 0.59 vs 0.96 px, max 2.26 vs 2.49 px (on 1080x1920 frames sparse is the closer one).
+    dense_error, sparse_error, shrunk_error = (np.linalg.norm(x - truth, axis=-1) for x in (dense, sparse, shrunk))
+    # Measured (mean, max px): every frame (0.64, 2.14); every 5th (0.58, 2.14); every 5th at half size
+    # (1.23, 3.71): a 60-pixel face is small for FaceMesh; the default shrinks 1080x1920 to 960, where
+    # it costs ~0.3 px on a 500-pixel face (benchmarks/RESULTS.md).
     assert sparse_error.mean() <= dense_error.mean() + 0.5
     assert sparse_error.max() <= dense_error.max() + 2.0  # the golden landmark tolerance, in pixels
-
-
-def test_clip_restore_on_a_device_matches_opencv():
-    image, landmarks, _ = _golden()
-    opencv, tensors = FaceAligner(resolution=256), FaceAligner(resolution=256, frame_path=FramePath(warp_device="cpu"))
-    clip = [opencv.align(image, _face(landmarks)), AlignedFrame(image, None, None), opencv.align(image, _face(landmarks + 3))]
-    crop = tensors.align(image, _face(landmarks)).face
-    diff = np.abs(crop.astype(int) - clip[0].face)
-    assert diff.max() <= 2 and diff.mean() <= 0.05  # after the Lanczos resize, a ±1 may become ±2
-    faces = torch.from_numpy(np.stack([clip[0].face] * 3)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    faces[:, :, 128:] *= -1
-    expected, restored = opencv.restore_clip(clip, faces), tensors.restore_clip(clip, faces)
-    assert restored[1] is image  # no face: passed through
-    for a, b in zip(restored, expected):
-        assert_image_close(a, torch.from_numpy(b))
-    assert np.abs(restored[0].astype(int) - image).mean() > 5  # the inverted lower half was pasted
+    assert shrunk_error.mean() <= dense_error.mean() + 1.0
+    assert shrunk_error.max() <= dense_error.max() + 2.0
