@@ -179,6 +179,14 @@ def test_reader_shrinks_frames_while_converting(tmp_path):
     assert list(reader.frames(max_side=256))[0].shape == (192, 256, 3)  # already small enough: unchanged
     np.testing.assert_array_equal(list(reader.frames(max_side=256))[0], full[0])
 
+    # A phone video (pixels stored sideways plus a display matrix) shrinks upright too.
+    sideways, phone = tmp_path / "sideways.mp4", tmp_path / "phone.mp4"
+    _ffmpeg("-i", str(path), "-vf", "transpose=1", "-c:v", "libx264", "-crf", "12", str(sideways))
+    _ffmpeg("-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(phone))
+    upright = list(VideoReader(phone).frames(max_side=128))[0]
+    assert upright.shape == (96, 128, 3)
+    assert np.abs(upright.astype(int) - expected).mean() < 4
+
 
 def _x264_settings(path) -> str:
     """The settings string libx264 writes into the stream (its user-data SEI)."""
