@@ -147,7 +147,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from latentsync.pipelines.loading import load_pipeline
-    from latentsync.utils.face_alignment import REFERENCE_FRAME_PATH, FramePath
+    from latentsync.utils.face_alignment import REFERENCE_FRAME_PATH
     from latentsync.utils.media import VideoEncoding
 
     torch.set_num_threads(args.threads)
@@ -156,10 +156,8 @@ def child(args: argparse.Namespace) -> None:
         models["unet_config"], models["unet_ckpt"], whisper_path=models["whisper"], vae_path=models["vae"],
         device=args.device, dtype=getattr(torch, args.dtype), face_detector="mediapipe",
     )
-    if args.frame_path == "reference":
+    if args.frame_path == "reference":  # else the fast defaults load_pipeline set for the device
         pipe.frame_path, pipe.video_encoding = REFERENCE_FRAME_PATH, VideoEncoding()  # libx264 medium, CRF 18
-    elif pipe.unet.device.type != "cuda":
-        pipe.frame_path = FramePath()
     pipe.set_progress_bar_config(disable=True)
     on_cuda = pipe.unet.device.type == "cuda"
     clock = StageClock(torch.cuda.synchronize if on_cuda else lambda: None)
