@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -35,7 +35,9 @@ from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import load_pipeline, max_inference_steps
 from latentsync.pipelines.progress import TqdmProgress
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import check_output_path, check_writable_folder, require_file
+from latentsync.utils.media import (
+    ARCHIVAL_ENCODING, FAST_ENCODING, check_output_path, check_writable_folder, require_file,
+)
 
 logger = logging.getLogger("inference")
 
@@ -49,7 +51,7 @@ PATH_OPTIONS = (
 # Options every run needs a value for, from the config file or a flag.
 REQUIRED_OPTIONS = (
     "unet_config_path", "inference_ckpt_path", "vae_path", "inference_steps", "guidance_scale", "seed",
-    "enable_deepcache", "deepcache_interval", "device", "face_detector", "audio_windows",
+    "enable_deepcache", "deepcache_interval", "device", "face_detector", "audio_windows", "archival",
 )
 
 
@@ -96,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--face_index", type=int, help="which face to sync: k-th from the left where faces first appear (default: largest)")
     add("--audio_windows", choices=("overlap", "upstream"), help="Whisper windowing: overlap (no 30 s seams) or upstream")
     add("--audio_cache_dir", help="cache Whisper features here, keyed by audio content")
+    add("--detect_every", type=int, help="run the face detector on every N-th frame, interpolating in between (1: all)")
+    add("--detect_max_side", type=int, help="shrink frames to at most N pixels for face detection (0: full size)")
+    add("--archival", action=argparse.BooleanOptionalAction,
+        help="encode the output slowly at high quality (libx264 slow, CRF 18) instead of for throughput")
     add("--temp_dir", help="parent folder of the private working folder (created if missing; removed afterwards)")
     add("--batch", help="a .csv of video,audio,output rows, or a folder of name.<video> + name.<audio> pairs")
     add("--output_dir", help="with --batch FOLDER: where outputs go (default: FOLDER/lipsynced)")
@@ -152,6 +158,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--guidance_scale must be a finite number >= 0 (1.0 = off), got {args.guidance_scale}")
     if not -1 <= args.seed < 2**63:
         raise ConfigError(f"--seed must be -1 (a fresh seed) or between 0 and 2**63 - 1, got {args.seed}")
+    if args.detect_every is not None and args.detect_every < 1:
+        raise ConfigError(f"--detect_every must be >= 1 (1 = every frame), got {args.detect_every}")
+    if args.detect_max_side is not None and args.detect_max_side < 0:
+        raise ConfigError(f"--detect_max_side must be >= 0 (0 = full size), got {args.detect_max_side}")
     if args.face_index is not None and args.face_index < 0:
         raise ConfigError(f"--face_index counts faces from 0 (left to right), got {args.face_index}")
     for flag in ("audio_cache_dir", "temp_dir"):
@@ -165,7 +175,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def load_models(args: argparse.Namespace) -> LipsyncPipeline:
     """The pipeline and its face detector, built once (batch runs reuse them)."""
-    return load_pipeline(
+    pipeline = load_pipeline(
         args.unet_config_path,
         args.inference_ckpt_path,
         whisper_path=args.whisper_path,
@@ -177,6 +187,12 @@ def load_models(args: argparse.Namespace) -> LipsyncPipeline:
         deepcache_interval=args.deepcache_interval if args.enable_deepcache else None,
         show_native_logs=args.verbose,
     )
+    pipeline.video_encoding = ARCHIVAL_ENCODING if args.archival else FAST_ENCODING
+    if args.detect_every is not None:
+        pipeline.frame_path = replace(pipeline.frame_path, detect_every=args.detect_every)
+    if args.detect_max_side is not None:
+        pipeline.frame_path = replace(pipeline.frame_path, detect_max_side=args.detect_max_side or None)
+    return pipeline
 
 
 # --------------------------------------------------------------------------- one pair / a batch

@@ -1,17 +1,24 @@
-"""Peak memory and speed of inference versus input length, with tiny random-weight models on CPU.
+"""Speed per stage and peak memory of inference, against each stage's floor, with tiny random-weight models.
 
-Streaming should make peak resident memory independent of the video's length. This makes a
-talking-head video + speech of each length (astronaut photo, espeak), runs the real pipeline
-on it in a fresh process per length (so ``ru_maxrss`` is that run's own peak), and prints peak
-RSS, frames per second and the ratio of the peaks (target: within 15%).
+Makes a talking-head video + speech of each length (astronaut photo, espeak) at the given size,
+runs the real pipeline on it in a fresh process per (length, frame path) so ``ru_maxrss`` is that
+run's own peak, and times every stage through light wrappers around the pipeline's own calls
+(decode, face detection, alignment, Whisper, VAE encode, UNet steps, VAE decode, restore/blend,
+encode, mux). Each stage is compared with its floor measured in the same run: ffmpeg decoding
+the input alone, ffmpeg + libx264 encoding it alone at the run's settings, one UNet forward per
+step. ``--frame-path reference fast`` runs the plain per-frame path (whole-frame warps, detection
+on every full frame, libx264 "medium") and the fast one on the same input, for before/after
+ratios. With several lengths it also prints the ratio of the peaks (streaming keeps peak memory
+flat in the video's length: target within 15%).
 
-  .venv/bin/python -m tools.benchmark_inference                 # 10 s and 120 s
-  .venv/bin/python -m tools.benchmark_inference --seconds 5 30 --steps 2
+  .venv/bin/python -m tools.benchmark_inference                                    # 10 s vs 120 s, 128x128
+  .venv/bin/python -m tools.benchmark_inference --seconds 4 --size 1080x1920 --frame-path reference fast
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -19,92 +26,310 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 SAMPLE_RATE = 16000
+STAGES = (
+    "decode (detection pass)", "face detection", "Whisper", "decode (sync pass)", "alignment", "VAE encode",
+    "UNet steps", "VAE decode", "restore/blend", "encode", "mux",
+)
+NETWORK_STAGES = ("VAE encode", "UNet steps", "VAE decode")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
-def make_inputs(folder: str, seconds: float, size: int) -> tuple[str, str]:
-    """Speech looped to ``seconds`` and a matching talking-head video."""
+def make_inputs(folder: str, seconds: float, size: tuple[int, int]) -> tuple[str, str]:
+    """Speech looped to ``seconds`` and a matching talking-head video of ``size`` (width, height)."""
     from tools.synthetic_media import speak, write_talking_video, write_wav
 
     speech = speak("The quick brown fox jumps over the lazy dog, again and again.", os.path.join(folder, "s.wav"))
     repeats = int(np.ceil(seconds * SAMPLE_RATE / len(speech)))
     audio = np.tile(speech, repeats)[: int(seconds * SAMPLE_RATE)]
     audio_path = os.path.join(folder, f"audio_{seconds:g}s.wav")
-    video_path = os.path.join(folder, f"video_{seconds:g}s.mp4")
+    video_path = os.path.join(folder, f"video_{seconds:g}s_{size[0]}x{size[1]}.mp4")
     write_wav(audio_path, audio)
-    write_talking_video(video_path, audio, size=(size, size), with_audio=False)
+    write_talking_video(video_path, audio, size=size, with_audio=False)
     return video_path, audio_path
 
 
+# --------------------------------------------------------------------------- timing hooks (child)
+
+
+class StageClock:
+    """Seconds spent per stage, accumulated by wrappers around the pipeline's calls."""
+
+    def __init__(self, synchronize: Callable[[], None]) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.synchronize = synchronize  # waits for the device, so its work is charged to the right stage
+
+    def wrap(self, stage: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self.synchronize()
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.synchronize()
+                self.seconds[stage] += time.perf_counter() - start
+
+        return timed
+
+    def wrap_iter(self, stage: str, items: Iterator) -> Iterator:
+        """``items`` unchanged, the time spent producing each charged to ``stage``."""
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self.seconds[stage] += time.perf_counter() - start
+            yield item
+
+
+def install_clock(pipe, clock: StageClock) -> dict:
+    """Wrap the pipeline's stage calls; returns a dict that receives the first UNet call's inputs."""
+    from latentsync.pipelines import lipsync_pipeline
+    from latentsync.utils.face_alignment import FaceAligner
+    from latentsync.utils.media import VideoReader, VideoWriter
+
+    passes = []
+    frames = VideoReader.frames
+
+    def timed_frames(self, *args, **kwargs):
+        passes.append(None)  # the first pass over the video feeds detection, the second the sync
+        stage = "decode (detection pass)" if len(passes) == 1 else "decode (sync pass)"
+        return clock.wrap_iter(stage, frames(self, *args, **kwargs))
+
+    VideoReader.frames = timed_frames
+    FaceAligner._detect = clock.wrap("face detection", FaceAligner._detect)
+    FaceAligner.align = clock.wrap("alignment", FaceAligner.align)
+    FaceAligner.restore_clip = clock.wrap("restore/blend", FaceAligner.restore_clip)
+    VideoWriter.write = clock.wrap("encode", VideoWriter.write)
+    VideoWriter.__exit__ = clock.wrap("encode", VideoWriter.__exit__)  # flushes the encoder
+    lipsync_pipeline.mux_audio = clock.wrap("mux", lipsync_pipeline.mux_audio)
+    pipe.audio_encoder.audio2feat = clock.wrap("Whisper", pipe.audio_encoder.audio2feat)
+    pipe.encode_latents = clock.wrap("VAE encode", pipe.encode_latents)
+    pipe.denoise = clock.wrap("UNet steps", pipe.denoise)
+    pipe.decode_latents = clock.wrap("VAE decode", pipe.decode_latents)
+
+    first_call: dict = {}
+
+    def keep_inputs(module, args, kwargs):
+        if not first_call:
+            first_call.update(args=args, kwargs=kwargs)
+
+    pipe.unet.register_forward_pre_hook(keep_inputs, with_kwargs=True)
+    return first_call
+
+
+def unet_forward_seconds(pipe, first_call: dict, clock: StageClock, repeats: int = 5) -> float:
+    """Least seconds of one UNet forward on the run's own clip inputs (the network's floor per step)."""
+    import torch
+
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            clock.synchronize()
+            start = time.perf_counter()
+            pipe.unet(*first_call["args"], **first_call["kwargs"])
+            clock.synchronize()
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def child(args: argparse.Namespace) -> None:
-    """One measured run; prints a JSON line with the peak RSS and timing."""
+    """One measured run; prints a JSON line with the stage times, the UNet floor and the peaks."""
     import torch
 
     from latentsync.pipelines.loading import load_pipeline
+    from latentsync.utils.face_alignment import REFERENCE_FRAME_PATH
+    from latentsync.utils.media import VideoEncoding
 
     torch.set_num_threads(args.threads)
     models = json.loads(args.models)
     pipe = load_pipeline(
         models["unet_config"], models["unet_ckpt"], whisper_path=models["whisper"], vae_path=models["vae"],
-        device="cpu", face_detector="mediapipe",
+        device=args.device, dtype=getattr(torch, args.dtype), face_detector="mediapipe",
     )
+    if args.frame_path == "reference":  # else the fast defaults load_pipeline set for the device
+        pipe.frame_path, pipe.video_encoding = REFERENCE_FRAME_PATH, VideoEncoding()  # libx264 medium, CRF 18
     pipe.set_progress_bar_config(disable=True)
+    on_cuda = pipe.unet.device.type == "cuda"
+    clock = StageClock(torch.cuda.synchronize if on_cuda else lambda: None)
+    first_call = install_clock(pipe, clock)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         report = pipe(
             args.video, args.audio, os.path.join(out_dir, "out.mp4"),
             num_inference_steps=args.steps,
-            generator=torch.Generator().manual_seed(0),
+            generator=pipe.make_generator(0),
         )
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss_mib": peak_kib / 1024}))
+    result = {
+        "frames": report.frames, "seconds": seconds, "stages": dict(clock.seconds),
+        "peak_rss_mib": peak_kib / 1024, "clip_frames": pipe.num_frames,
+        "unet_forward_s": unet_forward_seconds(pipe, first_call, clock),
+        "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
+        "encoding": [pipe.video_encoding.preset, pipe.video_encoding.crf],
+    }
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- floors (parent)
+
+
+def _ffmpeg_seconds(args: list[str]) -> float:
+    from latentsync.utils.media import ffmpeg_exe
+
+    start = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", *args], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def media_floors(video: str, frames: int, encoding: tuple[str, int]) -> dict[str, float]:
+    """ms/frame of ffmpeg alone: decoding to RGB, and libx264 encoding at ``encoding`` (preset, crf) on top of decoding."""
+    decode = _ffmpeg_seconds(["-i", video, "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", os.devnull])
+    passthrough = _ffmpeg_seconds(["-i", video, "-f", "null", "-"])
+    preset, crf = encoding
+    encode = _ffmpeg_seconds(["-i", video, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-f", "null", "-"])
+    return {"decode": 1000 * decode / frames, "encode": 1000 * max(encode - passthrough, 0.0) / frames}
+
+
+# --------------------------------------------------------------------------- report (parent)
+
+
+def fastest(runs: list[dict]) -> dict:
+    """Runs of one configuration merged: each time (stage, floor, total) its minimum, each peak its maximum.
+
+    On a shared machine the minimum is the least disturbed measurement of each stage.
+    """
+    merged = dict(runs[0])
+    merged["seconds"] = min(r["seconds"] for r in runs)
+    merged["unet_forward_s"] = min(r["unet_forward_s"] for r in runs)
+    merged["stages"] = {stage: min(r["stages"].get(stage, 0.0) for r in runs) for stage in runs[0]["stages"]}
+    merged["floors"] = {name: min(r["floors"][name] for r in runs) for name in runs[0]["floors"]}
+    merged["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    if runs[0]["peak_device_mib"] is not None:
+        merged["peak_device_mib"] = max(r["peak_device_mib"] for r in runs)
+    return merged
+
+
+def stage_rows(result: dict, steps: int) -> list[tuple[str, float, float | None]]:
+    """(stage, ms/frame, floor ms/frame or None) rows, then the totals."""
+    frames = result["frames"]
+    ms = {stage: 1000 * result["stages"].get(stage, 0.0) / frames for stage in STAGES}
+    floors = result["floors"]
+    unet_floor = 1000 * result["unet_forward_s"] * steps / result["clip_frames"]
+    floor_of = {
+        "decode (detection pass)": floors["decode"], "decode (sync pass)": floors["decode"],
+        "UNet steps": unet_floor, "encode": floors["encode"],
+    }
+    total = 1000 * result["seconds"] / frames
+    rows = [(stage, ms[stage], floor_of.get(stage)) for stage in STAGES]
+    rows.append(("other (bookkeeping)", total - sum(ms.values()), None))
+    rows.append(("all but UNet/VAE", total - sum(ms[s] for s in NETWORK_STAGES), None))
+    rows.append(("end to end", total, None))
+    return rows
+
+
+def print_table(label: str, result: dict, steps: int) -> None:
+    print(f"\n### {label}: {result['frames']} frames, libx264 {result['encoding'][0]} CRF {result['encoding'][1]}, "
+          f"peak RSS {result['peak_rss_mib']:.0f} MiB"
+          + (f", peak device {result['peak_device_mib']:.0f} MiB" if result["peak_device_mib"] is not None else ""))
+    print("| stage | ms/frame | frames/s | floor ms/frame | x floor |")
+    print("|---|---:|---:|---:|---:|")
+    for stage, ms, floor in stage_rows(result, steps):
+        fps = f"{1000 / ms:.1f}" if ms > 0 else "-"
+        floor_text = f"{floor:.1f}" if floor is not None else ""
+        ratio = f"{ms / floor:.2f}" if floor else ""
+        print(f"| {stage} | {ms:.1f} | {fps} | {floor_text} | {ratio} |")
+
+
+def print_comparison(before: dict, after: dict, steps: int) -> None:
+    print("\n### reference -> fast (same input, same run)")
+    print("| stage | reference ms/frame | fast ms/frame | speed-up |")
+    print("|---|---:|---:|---:|")
+    for (stage, a, _), (_, b, _) in zip(stage_rows(before, steps), stage_rows(after, steps)):
+        speedup = f"{a / b:.2f}x" if b > 0 else ""
+        print(f"| {stage} | {a:.1f} | {b:.1f} | {speedup} |")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from err
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 120], help="input lengths (default: 10 120)")
-    parser.add_argument("--size", type=int, default=128, help="video side in pixels (default: %(default)s)")
+    parser.add_argument("--size", type=parse_size, default=(128, 128), help="video WIDTHxHEIGHT (default: 128x128)")
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: %(default)s)")
+    parser.add_argument("--frame-path", nargs="+", choices=("reference", "fast"), default=["fast"],
+                        help="per-frame paths to run on each input (default: fast)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per configuration, alternating; each time is the best of them (default: 1)")
+    parser.add_argument("--unet_config_path", help="real UNet config (with the three paths below); default: tiny models")
+    parser.add_argument("--inference_ckpt_path")
+    parser.add_argument("--vae_path")
+    parser.add_argument("--whisper_path")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument("--audio", help=argparse.SUPPRESS)
     parser.add_argument("--models", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        args.frame_path = args.frame_path[0]
         child(args)
         return
 
     from tools.tiny_models import write_all
 
-    results = []
+    peaks = []
     with tempfile.TemporaryDirectory(prefix="latentsync-bench-") as tmp:
-        models = write_all(Path(tmp) / "models")
-        paths = {k: str(v) for k, v in vars(models).items()}
+        if args.unet_config_path:
+            paths = {"unet_config": args.unet_config_path, "unet_ckpt": args.inference_ckpt_path,
+                     "vae": args.vae_path, "whisper": args.whisper_path}
+        else:
+            paths = {k: str(v) for k, v in vars(write_all(Path(tmp) / "models")).items()}
         for seconds in args.seconds:
             video, audio = make_inputs(tmp, seconds, args.size)
-            cmd = [sys.executable, "-m", "tools.benchmark_inference", "--child", "--video", video, "--audio", audio,
-                   "--models", json.dumps(paths), "--steps", str(args.steps), "--threads", str(args.threads)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-            if done.returncode != 0:
-                sys.exit(f"benchmark run for {seconds:g} s failed:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            result["input_seconds"] = seconds
-            results.append(result)
-            print(
-                f"{seconds:6.0f} s input: {result['frames']:5d} frames, peak RSS {result['peak_rss_mib']:7.1f} MiB, "
-                f"{result['frames'] / result['seconds']:6.2f} frames/s ({result['seconds']:.1f} s)",
-                flush=True,
-            )
-    peaks = [r["peak_rss_mib"] for r in results]
-    ratio = max(peaks) / min(peaks)
-    print(f"peak RSS ratio (largest / smallest): {ratio:.3f} ({(ratio - 1) * 100:.1f}% apart; target < 15%)")
+            runs = defaultdict(list)
+            for _ in range(args.repeat):  # alternating, so a busy spell of the machine hits both paths
+                for frame_path in args.frame_path:
+                    cmd = [sys.executable, "-m", "tools.benchmark_inference", "--child", "--video", video,
+                           "--audio", audio, "--models", json.dumps(paths), "--steps", str(args.steps),
+                           "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype,
+                           "--frame-path", frame_path]
+                    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+                    if done.returncode != 0:
+                        sys.exit(f"benchmark run for {seconds:g} s ({frame_path}) failed:\n{done.stderr[-3000:]}")
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    result["floors"] = media_floors(video, result["frames"], result["encoding"])
+                    runs[frame_path].append(result)
+            results = {frame_path: fastest(found) for frame_path, found in runs.items()}
+            for frame_path, result in results.items():
+                peaks.append(result["peak_rss_mib"])
+                size = f"{args.size[0]}x{args.size[1]}"
+                print_table(f"{seconds:g} s {size}, {frame_path} frame path, {args.steps} steps, {args.device} "
+                            f"{args.dtype}, best of {args.repeat}", result, args.steps)
+            if len(results) == 2:
+                print_comparison(results["reference"], results["fast"], args.steps)
+    if len(args.seconds) > 1:
+        ratio = max(peaks) / min(peaks)
+        print(f"\npeak RSS ratio (largest / smallest): {ratio:.3f} ({(ratio - 1) * 100:.1f}% apart; target < 15%)")
 
 
 if __name__ == "__main__":

@@ -32,11 +32,13 @@ from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner
+from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
 from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
-from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio
+from latentsync.utils.media import (
+    FAST_ENCODING, SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ class LipsyncPipeline(DiffusionPipeline):
         self.num_frames = 16
         self.resolution = 256
         self.mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
+        self.video_encoding = FAST_ENCODING  # libx264 settings of the output (media.ARCHIVAL_ENCODING: slow, small)
+        self.frame_path = FramePath()  # how faces are tracked, warped and restored (fast paths by default)
 
     def set_defaults(
         self, *, num_frames: int, resolution: int, mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
@@ -393,8 +397,11 @@ class LipsyncPipeline(DiffusionPipeline):
         # 3. Faces: one pass of detection + tracking over the input frames that will be used.
         used = min(len(reader), total)
         counting = _CountingDetector(face_detector)
-        aligner = FaceAligner(resolution, counting, face_index)
-        detections = [d for _, d in aligner.track(_counted(islice(reader, used), used, "faces", progress))]
+        aligner = FaceAligner(resolution, counting, face_index, frame_path=self.frame_path)
+        # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
+        shrunk = islice(reader.frames(self.frame_path.detect_max_side), used)
+        tracked = aligner.track(_counted(shrunk, used, "faces", progress), frame_size=(reader.width, reader.height))
+        detections = [d for _, d in tracked]
         if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
             raise NoFaceError(
                 f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "
@@ -425,7 +432,9 @@ class LipsyncPipeline(DiffusionPipeline):
             silent_path = os.path.join(work, "video.mp4")
             clips = list(clip_bounds(total, num_frames))
             progress("denoise", 0, len(clips))
-            with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer:
+            with self._eval_mode(), VideoWriter(
+                silent_path, VIDEO_FPS, reader.width, reader.height, self.video_encoding
+            ) as writer:
                 for done, (start, stop) in enumerate(clips, 1):
                     clip = list(islice(frames, stop - start))
                     outputs = self._sync_and_restore(
@@ -478,7 +487,7 @@ class LipsyncPipeline(DiffusionPipeline):
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
         synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
-        return [aligner.restore(aligned, face) for aligned, face in zip(clip, synced)]
+        return aligner.restore_clip(clip, synced)
 
 
 class _CountingDetector:

@@ -20,8 +20,9 @@ import math
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-__all__ = ["AlignRestore", "similarity_from_points"]
+__all__ = ["AlignRestore", "restore_batch", "similarity_from_points", "warp_batch"]
 
 # Template for resolution 256 before scaling by ``_template_scale``: image-left eyebrow centre,
 # image-right eyebrow centre, nose centre, in (x, y) pixels.
@@ -172,11 +173,20 @@ class AlignRestore:
         matrix = self.estimate_matrix(landmarks, smooth=smooth)
         return self.warp(image, matrix), matrix
 
-    def warp(self, image: np.ndarray, matrix: np.ndarray | torch.Tensor) -> np.ndarray:
-        """The ``face_size`` crop (h, w, 3) uint8 of ``image`` (H, W, 3) uint8 through a (2, 3) frame-to-crop matrix."""
+    def warp(self, image: np.ndarray, matrix: np.ndarray | torch.Tensor, full_frame: bool = False) -> np.ndarray:
+        """The ``face_size`` crop (h, w, 3) uint8 of ``image`` (H, W, 3) uint8 through a (2, 3) frame-to-crop matrix.
+
+        Only the frame pixels the crop samples are converted to float (``full_frame=True``: all of
+        them, the reference path); the crop is the same either way.
+        """
+        image = _check_image(image)
+        matrix = _as_matrix(matrix)
+        x0, y0, x1, y1 = (0, 0, image.shape[1], image.shape[0]) if full_frame else _source_box(matrix, self.face_size, image.shape)
+        if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the frame
+            return np.full((self.face_size[1], self.face_size[0], 3), int(_FILL), np.uint8)
         face = cv2.warpAffine(
-            _check_image(image).astype(np.float32),
-            _as_matrix(matrix),
+            image[y0:y1, x0:x1].astype(np.float32),
+            _shift_source(matrix, x0, y0),
             self.face_size,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
@@ -189,9 +199,14 @@ class AlignRestore:
         image: np.ndarray,
         face: torch.Tensor | np.ndarray,
         matrix: torch.Tensor | np.ndarray,
+        full_frame: bool = False,
     ) -> np.ndarray:
         """Paste ``face`` (3, h, w) in [-1, 1] back into ``image`` (H, W, 3) uint8 through the inverse of
-        ``matrix``, feathering the crop's border. Returns a new (H, W, 3) uint8 frame."""
+        ``matrix``, feathering the crop's border. Returns a new (H, W, 3) uint8 frame.
+
+        Only the box the pasted crop and its feathering cover is computed (``full_frame=True``: the
+        whole frame, the reference path); pixels outside it are copied, as the blend leaves them.
+        """
         image = _check_image(image)
         height, width = image.shape[:2]
         if isinstance(face, torch.Tensor):
@@ -204,7 +219,15 @@ class AlignRestore:
                 f"got shape {face.shape}"
             )
         inverse = cv2.invertAffineTransform(_as_matrix(matrix)).astype(np.float32)
+        x0, y0, x1, y1 = (0, 0, width, height) if full_frame else _paste_box(inverse, self.face_size, image.shape)
+        restored = image.copy()
+        if x1 > x0 and y1 > y0:
+            restored[y0:y1, x0:x1] = self._blend(image[y0:y1, x0:x1], face, _shift_target(inverse, x0, y0))
+        return restored
 
+    def _blend(self, image: np.ndarray, face: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        """``face`` (3, h, w) warped by the crop-to-``image`` matrix ``inverse`` and feathered into ``image``."""
+        height, width = image.shape[:2]
         # Upstream fills with 127 in [-1, 1] units; those pixels are masked out below anyway.
         warped = cv2.warpAffine(
             np.ascontiguousarray(face.transpose(1, 2, 0)),
@@ -214,10 +237,15 @@ class AlignRestore:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(_FILL, _FILL, _FILL),
         )
-        warped = np.clip(warped / 2 + 0.5, 0, 1) * 255
+        # In place, in the reference's order of float32 operations:
+        # soft * (clip(warped / 2 + 0.5, 0, 1) * 255 * hard) + (1 - soft) * image.
+        warped *= 0.5
+        warped += 0.5
+        np.clip(warped, 0, 1, out=warped)
+        warped *= 255
 
         coverage = cv2.warpAffine(
-            np.ones((crop_h, crop_w), dtype=np.float32),
+            np.ones(face.shape[1:], dtype=np.float32),
             inverse,
             (width, height),
             flags=cv2.INTER_LINEAR,
@@ -225,7 +253,152 @@ class AlignRestore:
             borderValue=0,
         )
         hard, soft, _ = _feather_mask(coverage)
-        pasted = warped * hard[..., None]
-        soft = soft[..., None]
-        blended = soft * pasted + (1 - soft) * image.astype(np.float32)
-        return _to_uint8(blended)
+        warped *= hard[..., None]
+        warped *= soft[..., None]
+        background = image.astype(np.float32)
+        background *= (1 - soft)[..., None]
+        warped += background
+        return _to_uint8(warped)
+
+
+# ---------------------------------------------------------------------------------------- face boxes
+# A warp reads and writes only near the face, so both directions work on a box of the frame: the
+# crop's corners mapped into the frame, widened by the bilinear footprint and (for pasting) the
+# feathering, and clipped to the frame. The matrices are shifted to the box's origin.
+
+
+def _corners_box(points: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the frame pixels within ``margin`` of ``points`` (N, 2), clipped to ``shape``."""
+    height, width = shape[:2]
+    x0, y0 = np.floor(points.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    return max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
+
+
+def _crop_corners(crop_size: tuple[int, int]) -> np.ndarray:
+    # Half a pixel past the outer pixel centres: bilinear weights reach up to one pixel beyond them.
+    w, h = crop_size
+    return np.array([[-1, -1], [w, -1], [-1, h], [w, h]], dtype=np.float64)
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T.astype(np.float64) + matrix[:, 2].astype(np.float64)
+
+
+def _source_box(matrix: np.ndarray, crop_size: tuple[int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Frame pixels the crop of a frame-to-crop ``matrix`` samples (with a 2-pixel safety margin)."""
+    inverse = cv2.invertAffineTransform(matrix)
+    return _corners_box(_apply(inverse, _crop_corners(crop_size)), 2, shape)
+
+
+def _paste_box(inverse: np.ndarray, crop_size: tuple[int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Frame pixels a restore through the crop-to-frame ``inverse`` can change, plus room for the feathering.
+
+    The feather's blur reaches w_edge <= sqrt(pasted area) / 20 pixels and reflects at the box's
+    edges, so the margin keeps twice that (and a little) of zeros around the pasted region.
+    """
+    area = abs(float(np.linalg.det(inverse[:, :2].astype(np.float64)))) * (crop_size[0] + 2) * (crop_size[1] + 2)
+    margin = 2 * (int(math.sqrt(area)) // 20) + 4
+    return _corners_box(_apply(inverse, _crop_corners(crop_size)), margin, shape)
+
+
+def _shift_source(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The frame-to-crop ``matrix`` for a box of the frame whose top-left pixel is (x0, y0)."""
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float32)
+    return shifted
+
+
+def _shift_target(inverse: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The crop-to-frame ``inverse`` for a box of the frame whose top-left pixel is (x0, y0)."""
+    shifted = inverse.copy()
+    shifted[:, 2] -= np.array([x0, y0], dtype=np.float32)
+    return shifted
+
+
+# ---------------------------------------------------------------------------------------- on a device
+# The same warp and restore as batched tensor operations (``grid_sample``), for a GPU: bilinear
+# sampling at pixel centres (align_corners=True), a constant border, float32 throughout, results
+# truncated to uint8. OpenCV rounds sampling positions to 1/32 pixel, these do not (upstream's
+# kornia warp does not either), so the two paths differ by at most a grey level here and there.
+
+
+def _pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(height * width, 3) homogeneous (x, y, 1) pixel coordinates, row-major, float64."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64, device=device),
+        torch.arange(width, dtype=torch.float64, device=device),
+        indexing="ij",
+    )
+    return torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()], dim=1)
+
+
+def _sample(images: torch.Tensor, matrices: torch.Tensor, size: tuple[int, int], fill: float) -> torch.Tensor:
+    """Bilinear samples (B, C, h, w) of ``images`` (B, C, H, W) float32 at ``matrices`` (B, 2, 3) applied to
+    the output's (x, y) pixel coordinates; positions outside the images read ``fill``."""
+    width, height = size
+    in_h, in_w = images.shape[-2:]
+    points = _pixel_grid(height, width, images.device) @ matrices.to(torch.float64).transpose(1, 2)  # (B, h*w, 2)
+    scale = torch.tensor([2 / max(in_w - 1, 1), 2 / max(in_h - 1, 1)], dtype=torch.float64, device=images.device)
+    grid = (points * scale - 1).to(torch.float32).view(-1, height, width, 2)
+    sampled = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return sampled + fill
+
+
+def _invert(matrices: torch.Tensor) -> torch.Tensor:
+    """Inverses of (B, 2, 3) affine matrices, in float64."""
+    square = torch.zeros(matrices.shape[0], 3, 3, dtype=torch.float64, device=matrices.device)
+    square[:, :2] = matrices.to(torch.float64)
+    square[:, 2, 2] = 1
+    return torch.linalg.inv(square)[:, :2]
+
+
+def warp_batch(frames: torch.Tensor, matrices: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
+    """Crops (B, h, w, 3) uint8 of ``frames`` (B, H, W, 3) uint8 through frame-to-crop ``matrices`` (B, 2, 3),
+    on the frames' device; ``crop_size`` = (w, h). Matches :meth:`AlignRestore.warp`."""
+    images = frames.permute(0, 3, 1, 2).to(torch.float32)
+    crops = _sample(images, _invert(matrices), crop_size, _FILL)
+    return crops.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _erode(mask: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Minimum over a (before + after + 1)² window from ``before`` pixels up/left to ``after`` down/right of
+    each pixel of ``mask`` (N, 1, H, W); pixels outside are ignored (OpenCV's erode border)."""
+    size = before + after + 1
+    rows = F.max_pool2d(F.pad(-mask, (before, after, 0, 0), value=-math.inf), (1, size), stride=1)
+    return -F.max_pool2d(F.pad(rows, (0, 0, before, after), value=-math.inf), (size, 1), stride=1)
+
+
+def _gaussian_blur(mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """OpenCV's separable GaussianBlur of ``mask`` (1, 1, H, W) with BORDER_REFLECT_101."""
+    kernel = torch.from_numpy(cv2.getGaussianKernel(size, sigma, cv2.CV_32F)).to(mask.device).flatten()
+    half = size // 2
+    rows = F.conv2d(F.pad(mask, (half, half, 0, 0), mode="reflect"), kernel.view(1, 1, 1, size))
+    return F.conv2d(F.pad(rows, (0, 0, half, half), mode="reflect"), kernel.view(1, 1, size, 1))
+
+
+def restore_batch(frames: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Paste ``faces`` (B, 3, h, w) in [-1, 1] into ``frames`` (B, H, W, 3) uint8 through the inverses of the
+    frame-to-crop ``matrices`` (B, 2, 3), feathered, on the frames' device. Matches :meth:`AlignRestore.restore_img`."""
+    height, width = frames.shape[1:3]
+    crop_h, crop_w = faces.shape[-2:]
+    faces = faces.to(device=frames.device, dtype=torch.float32)
+    # Sampling the crop at M·p for every frame pixel p is the warp by the inverse of M.
+    matrices = _invert(_invert(matrices))
+    warped = _sample(faces, matrices, (width, height), _FILL)
+    warped = (warped / 2 + 0.5).clamp_(0, 1) * 255
+    ones = torch.ones(len(faces), 1, crop_h, crop_w, device=frames.device)
+    coverage = _sample(ones, matrices, (width, height), 0.0)
+    hard = _erode(coverage, 1, 0)
+    soft = torch.empty_like(hard)
+    for i in range(len(hard)):  # the feather's width depends on each face's area
+        edge = int(math.sqrt(float(hard[i].sum(dtype=torch.float32)))) // 20
+        if edge == 0:
+            soft[i] = hard[i]
+            continue
+        size = 2 * edge + 1
+        sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8
+        soft[i] = _gaussian_blur(_erode(hard[i : i + 1], edge, edge - 1), size, sigma)[0]
+    images = frames.permute(0, 3, 1, 2).to(torch.float32)
+    blended = soft * (warped * hard) + (1 - soft) * images
+    return blended.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

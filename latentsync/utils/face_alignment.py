@@ -14,6 +14,7 @@ one video at a time, in order (``reset()`` between videos).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from itertools import islice
@@ -25,12 +26,38 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from latentsync.utils.affine_transform import AlignRestore
+from latentsync.utils.affine_transform import AlignRestore, restore_batch, warp_batch
 from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
 
-__all__ = ["AlignedFrame", "FaceAligner", "identity_breaks"]
+__all__ = ["AlignedFrame", "FaceAligner", "FramePath", "REFERENCE_FRAME_PATH", "identity_breaks"]
 
 DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
+# The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
+# between get the detections interpolated. On a moving 1080x1920 face that is as close to the true
+# motion as detecting every full frame (MediaPipe jitters by a few pixels from frame to frame),
+# at a fifth of the cost (tests/utils/test_face_alignment.py, benchmarks/RESULTS.md).
+DETECT_EVERY = 5
+DETECT_MAX_SIDE = 960
+
+
+@dataclass(frozen=True)
+class FramePath:
+    """How the per-frame work is done. The defaults are the fast paths; :data:`REFERENCE_FRAME_PATH`
+    is the plain one they are tested against (benchmarks/RESULTS.md compares the two).
+
+    ``detect_every``/``detect_max_side``: see :meth:`FaceAligner.track` (1/None: every full frame).
+    ``face_box``: crop and restore on the face's box of the frame rather than the whole frame.
+    ``warp_device``: a torch device (a GPU) where crops are warped and clips restored as batched
+    tensor operations; None: OpenCV on the CPU, faster there.
+    """
+
+    detect_every: int = DETECT_EVERY
+    detect_max_side: int | None = DETECT_MAX_SIDE
+    face_box: bool = True
+    warp_device: str | torch.device | None = None
+
+
+REFERENCE_FRAME_PATH = FramePath(detect_every=1, detect_max_side=None, face_box=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class FaceAligner:
     ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
     ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
     ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
+    ``frame_path`` picks the fast or the reference way of tracking, warping and restoring (:class:`FramePath`).
     """
 
     def __init__(
@@ -63,11 +91,16 @@ class FaceAligner:
         face_index: int | None = None,
         batch_size: int = DETECT_BATCH,
         smooth: bool = True,
+        frame_path: FramePath = FramePath(),
     ) -> None:
+        if frame_path.detect_every < 1 or (frame_path.detect_max_side or 1) < 1:
+            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {frame_path}")
         self.resolution = resolution
         self.smooth = smooth
         self.detector = detector
         self.batch_size = batch_size
+        self.frame_path = frame_path
+        self.warp_device = None if frame_path.warp_device is None else torch.device(frame_path.warp_device)
         self.tracker = FaceTracker(face_index=face_index)
         self.restorer = AlignRestore(resolution)
 
@@ -78,15 +111,67 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ tracking
 
-    def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
+    def track(
+        self, frames: Iterable[np.ndarray], frame_size: tuple[int, int] | None = None
+    ) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
         """(frame, the tracked person's detection or None) for consecutive RGB frames, streamed
-        batch by batch through the detector."""
+        batch by batch through the detector.
+
+        The detector sees every ``detect_every``-th frame of a batch (and its last), shrunk to at most
+        ``detect_max_side`` pixels. Between two such frames where the person was found the box and
+        landmarks are interpolated linearly; between two without them, nothing is found; where the
+        person appears or is lost in between, every frame is detected. ``frame_size``
+        (width, height) is the size the detections refer to when ``frames`` are already shrunk
+        copies (e.g. :meth:`VideoReader.frames` with ``max_side``); None: the frames' own size.
+        """
         if self.detector is None:
             raise ValueError("FaceAligner has no detector: pass detector= or give align_frames the detections")
         frames = iter(frames)
         while batch := list(islice(frames, self.batch_size)):
-            for frame, faces in zip(batch, self.detector.detect_batch(batch)):
-                yield frame, self.tracker.update(faces)
+            yield from zip(batch, self._track_batch(batch, frame_size))
+
+    def _detect(self, frames: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[list[FaceDetection]]:
+        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels."""
+        shrunk, scales = [], []
+        for frame in frames:
+            height, width = frame.shape[:2]
+            factor = 1.0
+            if self.frame_path.detect_max_side is not None and max(width, height) > self.frame_path.detect_max_side:
+                factor = self.frame_path.detect_max_side / max(width, height)
+                frame = cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+            full_w, full_h = frame_size if frame_size is not None else (width, height)
+            shrunk.append(frame)
+            scales.append(np.array([full_w / frame.shape[1], full_h / frame.shape[0]]))
+        return [
+            [_scaled(face, scale) for face in faces] if not np.allclose(scale, 1) else faces
+            for faces, scale in zip(self.detector.detect_batch(shrunk), scales)
+        ]
+
+    def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
+        keys = sorted({*range(0, len(batch), self.frame_path.detect_every), len(batch) - 1})
+        chosen: list[FaceDetection | None] = [None] * len(batch)
+        previous = None
+        for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
+            trial = copy.copy(self.tracker)
+            picked = trial.update(faces)
+            gap = range(previous + 1, key) if previous is not None else range(0)
+            if not gap or (picked is not None and chosen[previous] is not None):
+                # The tracker followed the person from the last key frame to this one: interpolate.
+                for i in gap:
+                    chosen[i] = _interpolate(chosen[previous], picked, (i - previous) / (key - previous))
+                self.tracker, chosen[key] = trial, picked
+            elif picked is None and chosen[previous] is None:
+                # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
+                for i in gap:
+                    chosen[i] = self.tracker.update([])
+                chosen[key] = self.tracker.update(faces)
+            else:
+                # The person appears, leaves or is lost in between: detect every frame of the gap.
+                for i, gap_faces in zip(gap, self._detect([batch[i] for i in gap], frame_size)):
+                    chosen[i] = self.tracker.update(gap_faces)
+                chosen[key] = self.tracker.update(faces)
+            previous = key
+        return chosen
 
     # ------------------------------------------------------------------ alignment
 
@@ -100,7 +185,11 @@ class FaceAligner:
     def crop(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """The (r, r, 3) uint8 face of ``frame`` through a frame-to-crop ``matrix`` (e.g. a neighbour's,
         for a frame where the face was missed)."""
-        crop = self.restorer.warp(frame, matrix)
+        if self.warp_device is not None:
+            frames = torch.from_numpy(frame).to(self.warp_device)[None]
+            crop = warp_batch(frames, torch.from_numpy(matrix)[None], self.restorer.face_size)[0].cpu().numpy()
+        else:
+            crop = self.restorer.warp(frame, matrix, full_frame=not self.frame_path.face_box)
         return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def align_frames(
@@ -116,11 +205,42 @@ class FaceAligner:
 
     def restore(self, aligned: AlignedFrame, face: torch.Tensor) -> np.ndarray:
         """Paste an edited face (3, r, r) in [-1, 1] back into its frame; returns (H, W, 3) uint8."""
-        if not aligned.found:
-            return aligned.frame
+        return self.restore_clip([aligned], face[None])[0]
+
+    def restore_clip(self, clip: Sequence[AlignedFrame], faces: torch.Tensor) -> list[np.ndarray]:
+        """Paste edited faces (f, 3, r, r) in [-1, 1] back into their frames (frames without a face pass
+        through); with a ``warp_device``, as one batch there."""
         crop_w, crop_h = self.restorer.face_size
-        face = TF.resize(face, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        return self.restorer.restore_img(aligned.frame, face, aligned.matrix)
+        found = [i for i, aligned in enumerate(clip) if aligned.found]
+        restored = [aligned.frame for aligned in clip]
+        if not found:
+            return restored
+        device = self.warp_device or faces.device
+        crops = faces[found].to(device)
+        crops = TF.resize(crops, [crop_h, crop_w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        if self.warp_device is not None:
+            frames = torch.from_numpy(np.stack([clip[i].frame for i in found])).to(device)
+            matrices = torch.from_numpy(np.stack([clip[i].matrix for i in found])).to(device)
+            pasted = restore_batch(frames, crops, matrices).cpu().numpy()
+        else:
+            full = not self.frame_path.face_box
+            pasted = [self.restorer.restore_img(clip[i].frame, c, clip[i].matrix, full) for i, c in zip(found, crops)]
+        for i, frame in zip(found, pasted):
+            restored[i] = frame
+        return restored
+
+
+def _scaled(face: FaceDetection, scale: np.ndarray) -> FaceDetection:
+    """``face`` found in a shrunk frame, in the pixels of the full one (``scale`` = full / shrunk, x and y)."""
+    x1, y1, x2, y2 = face.box
+    box = (x1 * scale[0], y1 * scale[1], x2 * scale[0], y2 * scale[1])
+    return FaceDetection(tuple(float(v) for v in box), face.landmarks * scale, face.score)
+
+
+def _interpolate(a: FaceDetection, b: FaceDetection, t: float) -> FaceDetection:
+    """The face a fraction ``t`` of the way from detection ``a`` to ``b`` (no detector score: NaN)."""
+    box = tuple(float((1 - t) * p + t * q) for p, q in zip(a.box, b.box))
+    return FaceDetection(box, (1 - t) * a.landmarks + t * b.landmarks, math.nan)
 
 
 def identity_breaks(detections: Iterable[FaceDetection | None], max_shift: float = 1.0, max_scale: float = 2.0) -> int:

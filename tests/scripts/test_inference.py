@@ -331,3 +331,32 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
     assert "Traceback" not in result.stderr
     assert_one_error_line(result.returncode, result.stderr)
     assert not (odd / "never.mp4").exists()
+
+
+def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: F811
+    from latentsync.utils.media import ARCHIVAL_ENCODING, FAST_ENCODING
+    from scripts.inference import load_models, parse_args
+
+    flags = [*model_args(tiny_models, tmp_path)]
+    assert parse_args(flags).archival is False  # configs/inference.yaml: fast by default
+    assert load_models(parse_args(flags)).video_encoding == FAST_ENCODING
+    assert load_models(parse_args([*flags, "--archival"])).video_encoding == ARCHIVAL_ENCODING
+
+
+def test_detection_flags_set_the_frame_path(tiny_models, tmp_path):  # noqa: F811
+    from latentsync.utils.face_alignment import FramePath
+    from scripts.inference import load_models, parse_args
+
+    flags = [*model_args(tiny_models, tmp_path)]
+    assert load_models(parse_args(flags)).frame_path == FramePath(detect_every=5, detect_max_side=960)
+    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).frame_path
+    assert chosen == FramePath(detect_every=1, detect_max_side=None)
+
+
+@pytest.mark.parametrize("flag, value", [("--detect_every", "0"), ("--detect_max_side", "-1")])
+def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, capsys, flag, value):  # noqa: F811
+    code = main([*model_args(tiny_models, tmp_path), "--video_path", str(media["video_1s"]),
+                 "--audio_path", str(media["audio_1s"]), "--video_out_path", str(tmp_path / "out.mp4"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"error: {flag} must be")
+    assert not (tmp_path / "out.mp4").exists()

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.utils.affine_transform import AlignRestore, _feather_mask, similarity_from_points
+from latentsync.utils.affine_transform import (
+    AlignRestore, _feather_mask, _paste_box, restore_batch, similarity_from_points, warp_batch,
+)
 from tests.conftest import load_golden
 
 IMAGE_MAX, IMAGE_MEAN, MATRIX_ATOL, BIAS_ATOL = 1, 0.05, 5e-4, 1e-5
@@ -140,3 +142,77 @@ def test_rejects_bad_inputs():
         restorer.align_warp_face(image, np.zeros((3, 2)), smooth=False)
     with pytest.raises(ValueError, match="crop size"):
         restorer.restore_img(image, torch.zeros(3, 256, 256), np.eye(2, 3, dtype=np.float32))
+
+
+SCENES = pytest.mark.parametrize(
+    "shift, angle",
+    [((0.0, 0.0), 0.0), ((300.0, 200.0), 0.3), ((-60.0, -50.0), -0.2), ((430.0, 330.0), 0.1), ((900.0, 700.0), 0.0)],
+    ids=["centre", "rotated", "past-top-left", "past-bottom-right", "outside"],
+)
+
+
+def _scene(golden, shift, angle) -> tuple[AlignRestore, np.ndarray, np.ndarray, torch.Tensor]:
+    """A 640x480 noise frame, the golden face's matrix moved by ``shift`` and turned by ``angle``, a random face."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    landmarks = golden["inputs"]["landmarks"].numpy().astype(np.float64)
+    centre = landmarks.mean(0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = (landmarks - centre) @ turn.T + centre + np.array(shift) + np.array([60.0, 40.0])
+    restorer = AlignRestore(resolution=256)
+    matrix = restorer.estimate_matrix(landmarks, smooth=False)
+    face = torch.from_numpy(rng.uniform(-1, 1, (3, 280, 210)).astype(np.float32))
+    return restorer, frame, matrix, face
+
+
+def assert_pixels_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    diff = np.abs(actual.astype(np.int16) - expected)
+    assert diff.max() <= IMAGE_MAX and diff.mean() <= IMAGE_MEAN, (diff.max(), diff.mean())
+
+
+@SCENES
+def test_face_box_paths_equal_whole_frame(golden, shift, angle):
+    """Warp and restore on the face's box give the whole-frame reference's pixels (restore: exactly)."""
+    restorer, frame, matrix, face = _scene(golden, shift, angle)
+    box = restorer.warp(frame, matrix)
+    assert_pixels_close(box, restorer.warp(frame, matrix, full_frame=True))
+
+    restored = restorer.restore_img(frame, face, matrix)
+    np.testing.assert_array_equal(restored, restorer.restore_img(frame, face, matrix, full_frame=True))
+    changed = np.argwhere((restored != frame).any(-1))
+    if shift[0] > 640:  # wholly outside the frame: nothing to paste
+        assert len(changed) == 0 and (box == 127).all()
+        return
+    assert len(changed) > 1000  # the face was pasted...
+    x0, y0, x1, y1 = _paste_box(cv2.invertAffineTransform(matrix), restorer.face_size, frame.shape)
+    assert (x1 - x0) * (y1 - y0) < 0.6 * frame.shape[0] * frame.shape[1]  # ...on a box, not the whole frame
+    assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
+    assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
+
+
+@SCENES
+def test_batched_tensor_warps_match_opencv(golden, shift, angle):
+    """The grid_sample path (for GPUs; run on the CPU here) gives OpenCV's pixels within the golden tolerance."""
+    restorer, frame, matrix, face = _scene(golden, shift, angle)
+    other = np.ascontiguousarray(frame[::-1])  # a second, different frame in the batch
+    frames = torch.from_numpy(np.stack([frame, other]))
+    matrices = torch.from_numpy(np.stack([matrix, matrix]))
+    crops = warp_batch(frames, matrices, restorer.face_size).numpy()
+    assert crops.shape == (2, 280, 210, 3) and crops.dtype == np.uint8
+    assert_pixels_close(crops[0], restorer.warp(frame, matrix))
+    assert_pixels_close(crops[1], restorer.warp(other, matrix))
+
+    restored = restore_batch(frames, torch.stack([face, -face]), matrices).numpy()
+    assert_pixels_close(restored[0], restorer.restore_img(frame, face, matrix))
+    assert_pixels_close(restored[1], restorer.restore_img(other, -face, matrix))
+
+
+def test_batched_tensor_warps_match_golden(golden):
+    image, landmarks = golden["inputs"]["image"].numpy(), golden["inputs"]["landmarks"].numpy()
+    out = golden["outputs"]
+    restorer = AlignRestore(resolution=256)
+    matrix = restorer.estimate_matrix(landmarks, smooth=False)
+    face = warp_batch(torch.from_numpy(image)[None], torch.from_numpy(matrix)[None], restorer.face_size)[0].numpy()
+    assert_image_close(face, out["face_256"])
+    restored = restore_batch(torch.from_numpy(image)[None], face_tensor(face, True)[None], torch.from_numpy(matrix)[None])
+    assert_image_close(restored[0].numpy(), out["restored_modified_face_256"])

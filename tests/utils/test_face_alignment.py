@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, identity_breaks
+from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath, identity_breaks
 from latentsync.utils.face_detector import FaceDetection
 from tests.conftest import load_golden
 from tests.utils.test_affine_transform import assert_image_close, assert_matrix_close
@@ -59,7 +59,7 @@ def test_stream_tracks_in_batches_and_flags_missing_frames():
     script[2] = script[5] = []
     script[4] = [other, _face(landmarks)]
     detector = ScriptedDetector(script)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3, frame_path=FramePath(detect_every=1))
     stream = aligner.align_frames(iter(frames))
     first = next(stream)  # streamed: only the first batch has been detected so far
     assert detector.batches == [3]
@@ -106,3 +106,95 @@ def test_identity_breaks_counts_jumps_across_gaps():
     assert identity_breaks([a, None, None, far, far]) == 1
     assert identity_breaks([a, small, a]) == 2
     assert identity_breaks([None, None]) == 0
+
+
+class KeyedDetector:
+    """Test double: frame i is filled with the value i; returns ``script[i]`` in the pixels of the frame it
+    is given (the script is in ``full_width``-wide pixels); records the frames of each call."""
+
+    def __init__(self, script: list[list[FaceDetection]], full_width: int) -> None:
+        self.script, self.full_width = script, full_width
+        self.calls: list[list[int]] = []
+        self.widths: set[int] = set()
+
+    def detect_batch(self, frames, consecutive=True):
+        frames = list(frames)
+        self.calls.append([int(frame[0, 0, 0]) for frame in frames])
+        self.widths |= {frame.shape[1] for frame in frames}
+        shrink = frames[0].shape[1] / self.full_width
+        return [
+            [FaceDetection(tuple(np.array(f.box) * shrink), f.landmarks * shrink, f.score) for f in self.script[i]]
+            for i in self.calls[-1]
+        ]
+
+
+def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
+    _, landmarks, _ = _golden()
+    frames = [np.full((120, 200, 3), i, np.uint8) for i in range(12)]
+    # The face moves 2 px right and 1 px down per frame; frame 8 has none.
+    script = [[_face(landmarks + [2 * i, i], box=(2 * i, i, 100 + 2 * i, 100 + i))] for i in range(12)]
+    script[8] = []
+    detector = KeyedDetector(script, full_width=200)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, 100))
+    tracked = [d for _, d in aligner.track(frames)]
+    # Only key frames 0, 5, 10 and the batch's last go to the detector, shrunk to 100 px; the face is
+    # found at 5 and 10, so 6..9 are interpolated (frame 8 included) and come out in full-size pixels.
+    assert detector.calls == [[0, 5, 10, 11]] and detector.widths == {100}
+    for i in range(12):
+        np.testing.assert_allclose(tracked[i].landmarks, landmarks + [2 * i, i], atol=1e-9)
+        np.testing.assert_allclose(tracked[i].box, (2 * i, i, 100 + 2 * i, 100 + i), atol=1e-9)
+    assert np.isnan(tracked[1].score) and tracked[5].score == 0.9  # interpolated frames have no score
+
+    # The face missing at a key frame: the frames around it are detected one by one instead.
+    script[10] = []
+    detector = KeyedDetector(script, full_width=200)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
+    tracked = [d for _, d in aligner.track(frames)]
+    assert detector.calls == [[0, 5, 10, 11], [6, 7, 8, 9]] and detector.widths == {200}
+    assert [d is not None for d in tracked] == [True] * 8 + [False, True, False, True]
+    np.testing.assert_allclose(tracked[9].landmarks, landmarks + [18, 9], atol=1e-9)
+    assert tracked[9].score == 0.9
+
+    # No face at two key frames in a row: the frames between them are not detected.
+    script[5] = []
+    detector = KeyedDetector(script, full_width=200)
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
+    tracked = [d for _, d in aligner.track(frames)]
+    assert detector.calls == [[0, 5, 10, 11], [1, 2, 3, 4]]
+    assert [d is not None for d in tracked] == [True] * 5 + [False] * 6 + [True]
+
+
+def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_frame(tmp_path):
+    """MediaPipe on every full frame vs every 5th frame at half size: landmark error against the true motion."""
+    from latentsync.utils.face_detector import MediapipeFaceDetector
+    from latentsync.utils.media import VideoReader
+    from tools.synthetic_media import _drift, write_talking_video
+
+    width, height, fps = 270, 480, 25
+    audio = np.sin(np.linspace(0, 300, 16000 * 2)).astype(np.float32) * 0.3
+    path = tmp_path / "moving.mp4"
+    write_talking_video(path, audio, size=(width, height), with_audio=False)
+    reader = VideoReader(path)
+    phases = np.random.default_rng(0).uniform(0, 2 * np.pi, 3)  # write_talking_video's seed 0
+    motion = [_drift(i, fps, phases, "gentle") for i in range(len(reader))]
+    scale = np.array([s for _, _, s in motion])[:, None, None]
+    shift = np.array([[width / 2 * (1 - s) + dx * width, height / 2 * (1 - s) + dy * height] for dx, dy, s in motion])
+    shift = shift[:, None, :]
+
+    def landmarks(every: int, max_side: int | None) -> np.ndarray:
+        with MediapipeFaceDetector() as detector:
+            aligner = FaceAligner(detector=detector, frame_path=FramePath(every, max_side))
+            frames = reader.frames(max_side)
+            return np.stack([d.landmarks for _, d in aligner.track(frames, frame_size=(width, height))])
+
+    dense, sparse, shrunk = landmarks(1, None), landmarks(5, None), landmarks(5, 240)
+    # The still photo's points, fitted to the dense detections; the truth moves them with the frame.
+    truth = scale * ((dense - shift) / scale).mean(0) + shift
+    dense_error, sparse_error, shrunk_error = (np.linalg.norm(x - truth, axis=-1) for x in (dense, sparse, shrunk))
+    # Measured (mean, max px): every frame (0.64, 2.14); every 5th (0.58, 2.14); every 5th at half size
+    # (1.23, 3.71): a 60-pixel face is small for FaceMesh; the default shrinks 1080x1920 to 960, where
+    # it costs ~0.3 px on a 500-pixel face (benchmarks/RESULTS.md).
+    assert sparse_error.mean() <= dense_error.mean() + 0.5
+    assert sparse_error.max() <= dense_error.max() + 2.0  # the golden landmark tolerance, in pixels
+    assert shrunk_error.mean() <= dense_error.mean() + 1.0
+    assert shrunk_error.max() <= dense_error.max() + 2.0
