@@ -14,6 +14,7 @@ of the video, a clip-wise run gives exactly what a run over all frames at once g
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
 from latentsync.errors import NoFaceError
 from latentsync.models.unet import UNet3DConditionModel
@@ -81,11 +82,12 @@ def _video_to_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 class LipsyncPipeline(DiffusionPipeline):
-    """DDIM sampling of mouth-region latents conditioned on Whisper audio features.
+    """Diffusion sampling of mouth-region latents conditioned on Whisper audio features.
 
     Components: ``vae`` (diffusers ``AutoencoderKL``), ``audio_encoder``
     (:class:`~latentsync.whisper.audio2feature.Audio2Feature`), ``unet``
-    (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (``DDIMScheduler``).
+    (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (a diffusers
+    epsilon-prediction scheduler: ``DDIMScheduler``, or ``DPMSolverMultistepScheduler`` for fewer steps).
     Device and dtype follow the modules: ``pipeline.to(device, dtype)`` moves them all, the audio
     encoder included. Build one from checkpoint files with
     :func:`latentsync.pipelines.loading.load_pipeline`, which also sets the call defaults
@@ -97,7 +99,7 @@ class LipsyncPipeline(DiffusionPipeline):
         vae: AutoencoderKL,
         audio_encoder,
         unet: UNet3DConditionModel,
-        scheduler: DDIMScheduler,
+        scheduler: SchedulerMixin,
     ) -> None:
         super().__init__()
         self.register_modules(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
@@ -198,10 +200,14 @@ class LipsyncPipeline(DiffusionPipeline):
         """Run the scheduler's timesteps on one clip's latents (1, C, f, h, w).
 
         ``audio_embeds`` (f, 50, D) are the clip's audio tokens; with CFG the null condition is
-        all-zero audio. ``scheduler.set_timesteps`` must have been called.
+        all-zero audio. ``scheduler.set_timesteps`` must have been called; it is called again
+        here with the same count, which clears the history of multistep solvers (DPM-Solver++)
+        between clips. ``eta`` (DDIM's noise) is refused by schedulers without one, unless 0.
         """
         if self.scheduler.num_inference_steps is None:
             raise RuntimeError("call scheduler.set_timesteps(...) before denoise()")
+        self.scheduler.set_timesteps(self.scheduler.num_inference_steps, device=latents.device)
+        step_options = self._step_options(eta, generator)
         if audio_embeds is not None and self.unet.config.add_audio_layer:
             audio_embeds = guidance.with_null_audio(audio_embeds.to(latents.device, self.dtype), guidance_scale)
         else:
@@ -215,8 +221,18 @@ class LipsyncPipeline(DiffusionPipeline):
             with cache.step() if cache is not None else contextlib.nullcontext():
                 noise_pred = self.unet(x, t, encoder_hidden_states=audio_embeds).sample
             noise_pred = guidance.split_and_guide(noise_pred, guidance_scale)
-            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
+            latents = self.scheduler.step(noise_pred, t, latents, **step_options).prev_sample
         return latents
+
+    def _step_options(self, eta: float, generator: torch.Generator | None) -> dict:
+        """The keyword arguments of ``scheduler.step`` this scheduler takes: ``eta`` only for DDIM-like ones."""
+        accepted = inspect.signature(self.scheduler.step).parameters
+        if "eta" not in accepted and eta:
+            raise ValueError(f"{type(self.scheduler).__name__} has no eta; eta={eta} needs the DDIM scheduler")
+        options = {"eta": eta} if "eta" in accepted else {}
+        if "generator" in accepted:
+            options["generator"] = generator
+        return options
 
     @torch.no_grad()
     def sync_clip(
