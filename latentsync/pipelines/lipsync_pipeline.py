@@ -8,7 +8,9 @@ decode/encode/mux (``utils.media``).
 Everything after face detection streams one clip of ``num_frames`` output frames at a time:
 read, align, encode, denoise, decode, restore, write. Peak memory therefore does not depend on
 the video's length, and because the initial noise is one frame of noise shared by every frame
-of the video, a clip-wise run gives exactly what a run over all frames at once gives.
+of the video, a clip-wise run gives exactly what a run over all frames at once gives. Reading
+and aligning the next clip, and restoring and writing the previous one, run in threads beside
+the denoising of the current clip (:mod:`latentsync.pipelines.overlap`); the frames are the same.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines.overlap import Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.face_alignment import AlignedFrame, FaceAligner
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
@@ -341,6 +344,7 @@ class LipsyncPipeline(DiffusionPipeline):
         pad_last_clip: bool = True,
         temp_dir: str | os.PathLike | None = None,
         progress: ProgressHook | None = None,
+        overlap_stages: bool = True,
     ) -> SyncReport:
         """Lip-sync ``video_path`` to ``audio_path`` and write ``video_out_path`` (H.264 + AAC).
 
@@ -351,6 +355,7 @@ class LipsyncPipeline(DiffusionPipeline):
         ``face_detector``, ``num_frames``, ``resolution`` and ``mask_image_path`` default to the
         pipeline's (see :meth:`set_defaults`). ``progress(stage, done, total)`` is told how far
         each stage is (see :mod:`latentsync.pipelines.progress`); by default tqdm bars show it.
+        ``overlap_stages`` False runs alignment and restore in the calling thread, between clips.
         """
         face_detector = face_detector if face_detector is not None else self.face_detector
         if face_detector is None:
@@ -363,7 +368,7 @@ class LipsyncPipeline(DiffusionPipeline):
             return self._run(
                 video_path, audio_path, video_out_path, face_detector, num_frames, resolution, num_inference_steps,
                 guidance_scale, eta, generator, mask_image_path, face_index, pad_last_clip, temp_dir,
-                progress or bars,
+                progress or bars, overlap_stages,
             )
         finally:
             if bars is not None:
@@ -386,6 +391,7 @@ class LipsyncPipeline(DiffusionPipeline):
         pad_last_clip: bool,
         temp_dir: str | os.PathLike | None,
         progress: ProgressHook,
+        overlap_stages: bool,
     ) -> SyncReport:
         # 1. Check inputs, and that the output can be written without replacing one of them.
         check_output_path(video_out_path, (video_path, audio_path))
@@ -429,35 +435,42 @@ class LipsyncPipeline(DiffusionPipeline):
         mask = load_fixed_mask(resolution, mask_image_path)
         noise = self.initial_noise(resolution, generator)
 
-        # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write.
+        # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write, with
+        # alignment (one clip ahead) and restore + write (one clip behind) in their own threads.
         # Leftovers of earlier runs that were killed go first (only those whose process is gone).
         work_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
         remove_stale(work_parent, WORK_PREFIX)
         remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
         work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
         frames = self.aligned_frames(reader, detections, total, aligner, work)
+        clips = list(clip_bounds(total, num_frames))
+        depth = 1 if overlap_stages else 0
+        reading = Prefetch(((start, list(islice(frames, stop - start))) for start, stop in clips), depth, "align")
         synced = 0
         try:
             silent_path = os.path.join(work, "video.mp4")
-            clips = list(clip_bounds(total, num_frames))
             progress("denoise", 0, len(clips))
             with self._eval_mode(), VideoWriter(silent_path, VIDEO_FPS, reader.width, reader.height) as writer:
-                for done, (start, stop) in enumerate(clips, 1):
-                    clip = list(islice(frames, stop - start))
-                    outputs = self._sync_and_restore(
-                        clip, features, start, noise, mask, aligner, num_frames,
-                        guidance_scale, eta, generator, pad_last_clip,
-                    )
-                    for frame in outputs:
-                        writer.write(frame)
-                    synced += sum(a.face is not None for a in clip)
-                    progress("denoise", done, len(clips))
+                writing = Drain(lambda job: _restore_clip(*job, aligner, writer), depth, "restore")
+                try:
+                    for done, (start, clip) in enumerate(reading, 1):
+                        faces = self._sync_faces(
+                            clip, features, start, noise, mask, num_frames, guidance_scale, eta, generator,
+                            pad_last_clip,
+                        )
+                        writing.submit((clip, faces))
+                        synced += sum(a.face is not None for a in clip)
+                        progress("denoise", done, len(clips))
+                    writing.finish()
+                finally:
+                    writing.close()
 
             # 6. Mux the original audio (the video covers it to within one frame).
             progress("write", 0, 1)
             mux_audio(silent_path, audio_path, video_out_path)
             progress("write", 1, 1)
         finally:
+            reading.close()  # stops the alignment thread before its generator is closed
             frames.close()
             shutil.rmtree(work, ignore_errors=True)
 
@@ -468,24 +481,23 @@ class LipsyncPipeline(DiffusionPipeline):
         )
         return report
 
-    def _sync_and_restore(
+    def _sync_faces(
         self,
         clip: list[AlignedFrame],
         features: torch.Tensor,
         start: int,
         noise: torch.Tensor,
         mask: torch.Tensor,
-        aligner: FaceAligner,
         num_frames: int,
         guidance_scale: float,
         eta: float,
         generator: torch.Generator | None,
         pad_last_clip: bool,
-    ) -> list[np.ndarray]:
-        """Output frames of one clip: frames with a face get the synced mouth, others pass through."""
+    ) -> torch.Tensor | None:
+        """Synced faces (len(clip), 3, r, r) in [-1, 1] on the CPU, or None when no frame of the clip has a face."""
         have = [i for i, a in enumerate(clip) if a.face is not None]
         if not have:
-            return [a.frame for a in clip]
+            return None
         # Frames without a face borrow the nearest face of the clip, so the clip stays continuous
         # for the motion modules; their outputs are discarded.
         faces = [clip[i].face if clip[i].face is not None else clip[min(have, key=lambda j: abs(j - i))].face
@@ -493,8 +505,13 @@ class LipsyncPipeline(DiffusionPipeline):
         order = padded_positions(len(clip), num_frames) if pad_last_clip else list(range(len(clip)))
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
-        synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
-        return [aligner.restore(aligned, face) for aligned, face in zip(clip, synced)]
+        return self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
+
+
+def _restore_clip(clip: list[AlignedFrame], faces: torch.Tensor | None, aligner: FaceAligner, writer: VideoWriter) -> None:
+    """Write a clip's output frames: frames with a face get the synced mouth, others pass through."""
+    for k, aligned in enumerate(clip):
+        writer.write(aligned.frame if faces is None else aligner.restore(aligned, faces[k]))
 
 
 class _CountingDetector:

@@ -20,7 +20,9 @@ import pytest
 import torch
 from scipy.io import wavfile
 
+from latentsync.errors import ConfigError
 from latentsync.utils.media import VideoReader, ffmpeg_exe
+from scripts import inference as inference_cli
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
 from tests.processes import run_group
@@ -331,3 +333,14 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
     assert "Traceback" not in result.stderr
     assert_one_error_line(result.returncode, result.stderr)
     assert not (odd / "never.mp4").exists()
+
+
+def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(inference_cli, "load_pipeline", lambda *args, **kwargs: seen.update(kwargs))
+    inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))
+    assert seen["scheduler"] == "dpm++"
+    inference_cli.load_models(inference_cli.parse_args([]))
+    assert seen["scheduler"] == "ddim"  # configs/inference.yaml
+    with pytest.raises(ConfigError, match="--scheduler"):
+        inference_cli.parse_args(["--scheduler", "euler"])
