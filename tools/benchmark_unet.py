@@ -1,4 +1,4 @@
-"""Speed of the real-size UNet (``bench_unet``) and of a whole denoised clip, random weights, any device.
+"""Speed of the real-size UNet (``bench_unet``), of a denoised clip and of samplers and stage overlap.
 
 ``forward`` (the default) times one UNet forward on the CFG batch inference runs (2 x 16 frames)
 for a real config (``stage2.yaml`` = 1.5 at 256 px, ``stage2_512.yaml`` = 1.6 at 512 px) in
@@ -18,6 +18,14 @@ process whose ``sys.path`` holds the checkout and not this project) and prints t
 steps with CFG, decode) with an SD-sized VAE:
 
   python -m tools.benchmark_unet clip --steps 20 --resolution 512
+
+``pipeline`` (tiny random-weight models, CPU) runs the whole pipeline on a synthetic talking head
+once per ``scheduler:steps[:seq]`` and prints the time and PSNR/SSIM of the face box against the
+first run: the quality cost of a faster sampler, and the gain of overlapping the CPU stages with
+the denoiser (``seq`` turns that off; the frames must come out identical):
+
+  python -m tools.benchmark_unet pipeline --runs ddim:20 dpm++:10 ddim:10
+  python -m tools.benchmark_unet pipeline --runs ddim:2:seq ddim:2 --size 1080 1920 --seconds 4
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -454,44 +463,50 @@ def clip_main(args: argparse.Namespace) -> None:
         print(f"ratio vs fp16 default: {label:44s} speed x{fps / base_fps:5.2f}  max|diff| {diff:.3g}")
 
 
-# --------------------------------------------------------------------------- samplers (tiny models, CPU)
+# --------------------------------------------------------------------------- whole pipeline (tiny models, CPU)
 
 
-def sampler_main(args: argparse.Namespace) -> None:
-    """Whole-pipeline runs of each sampler on a synthetic talking head; PSNR/SSIM of the face box vs the first."""
+def pipeline_main(args: argparse.Namespace) -> None:
+    """Whole-pipeline runs (sampler, steps, stages overlapped or not) on a synthetic talking head, one after
+    another in this process: time of each, and PSNR/SSIM of the face box against the first run's output."""
     from latentsync.metrics.image_similarity import psnr, ssim
     from latentsync.pipelines.loading import load_pipeline, make_scheduler
     from latentsync.utils.media import VideoReader
-    from tools.synthetic_media import speak, write_talking_video
+    from tools.synthetic_media import speak, write_talking_video, write_wav
     from tools.tiny_models import write_all
 
     torch.set_num_threads(args.threads)
-    runs = [(name, int(steps)) for name, steps in (run.split(":") for run in args.samplers)]
-    print(f"tiny random-weight models, CPU {args.threads} thread(s); load {os.getloadavg()[0]:.2f}; "
-          f"reference: {runs[0][0]} {runs[0][1]} steps")
-    with tempfile.TemporaryDirectory(prefix="latentsync-bench-sampler-") as folder:
+    runs = [run.split(":") for run in args.runs]
+    with tempfile.TemporaryDirectory(prefix="latentsync-bench-pipeline-") as folder:
         models = write_all(Path(folder) / "models", seed=args.seed)
-        audio = speak("The quick brown fox jumps over the lazy dog.", os.path.join(folder, "speech.wav"))
+        speech = speak("The quick brown fox jumps over the lazy dog.", os.path.join(folder, "speech.wav"))
+        if args.seconds:
+            speech = np.resize(speech, int(args.seconds * 16000))
+            write_wav(os.path.join(folder, "speech.wav"), speech)
         video = os.path.join(folder, "talking.mp4")
-        boxes = write_talking_video(video, audio, size=(args.size, args.size), with_audio=False)["face_boxes"]
+        width, height = args.size
+        boxes = write_talking_video(video, speech, size=(width, height), with_audio=False)["face_boxes"]
         pipe = load_pipeline(models.unet_config, models.unet_ckpt, whisper_path=models.whisper, vae_path=models.vae,
                              device="cpu", face_detector="mediapipe")
         pipe.set_progress_bar_config(disable=True)
-        outputs = []
-        for name, steps in runs:
+        print(f"tiny random-weight models, {width}x{height} video of {len(speech) / 16000:.1f} s, CPU "
+              f"{args.threads} torch thread(s); load {os.getloadavg()[0]:.2f}; reference: {':'.join(runs[0])}")
+        # Untimed warm-up (one step): first-call costs of mediapipe, Whisper and torch are not the first row's.
+        pipe(video, os.path.join(folder, "speech.wav"), os.path.join(folder, "warmup.mp4"), num_inference_steps=1)
+        reference = None
+        for run in runs:
+            name, steps, overlap = run[0], int(run[1]), run[2:] != ["seq"]
             pipe.scheduler = make_scheduler(name)
-            out = os.path.join(folder, f"{name}_{steps}.mp4")
+            out = os.path.join(folder, f"{'_'.join(run)}.mp4")
             start = time.perf_counter()
             pipe(video, os.path.join(folder, "speech.wav"), out, num_inference_steps=steps,
-                 generator=pipe.make_generator(args.seed))
+                 generator=pipe.make_generator(args.seed), overlap_stages=overlap)
             seconds = time.perf_counter() - start
-            frames = list(VideoReader(out))
-            outputs.append(frames)
-            crops = [face_crop(a, box) for a, box in zip(frames, boxes)]
-            reference = [face_crop(a, box) for a, box in zip(outputs[0], boxes)]
+            crops = [face_crop(frame, box) for frame, box in zip(VideoReader(out), boxes)]
+            reference = reference or crops
             pairs = [(r, c) for r, c in zip(reference, crops) if r is not None]
-            print(f"{name:6s} {steps:3d} steps  {seconds:6.1f} s ({len(frames) / seconds:5.2f} frames/s)  face box vs "
-                  f"reference: PSNR {statistics.mean(min(psnr(r, c), 99.0) for r, c in pairs):6.2f} dB  "
+            print(f"{':'.join(run):14s} {seconds:7.1f} s {len(crops) / seconds:6.2f} frames/s  face box vs reference: "
+                  f"PSNR {statistics.mean(min(psnr(r, c), 99.0) for r, c in pairs):6.2f} dB (99: identical)  "
                   f"SSIM {statistics.mean(ssim(r, c) for r, c in pairs):.4f}", flush=True)
         pipe.face_detector.close()
 
@@ -509,7 +524,7 @@ def face_crop(frame, box):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", choices=("forward", "clip", "sampler"), default="forward")
+    parser.add_argument("mode", nargs="?", choices=("forward", "clip", "pipeline"), default="forward")
     parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "unet" / "stage2_512.yaml"))
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     parser.add_argument("--resolution", type=int, help="face side in pixels (default: the config's; clip: 512)")
@@ -526,10 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--steps", type=int, default=20)
     group.add_argument("--guidance_scale", type=float, default=1.5)
     group.add_argument("--skip_fp32", action="store_true", help="leave out the slow single-precision run")
-    group = parser.add_argument_group("sampler")
-    group.add_argument("--samplers", nargs="+", default=["ddim:20", "dpm++:10", "ddim:10"],
-                       help="scheduler:steps runs; the first is the reference")
-    group.add_argument("--size", type=int, default=256, help="side of the synthetic talking-head video")
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--runs", nargs="+", default=["ddim:20", "dpm++:10", "ddim:10"],
+                       help="scheduler:steps[:seq] (seq: stages not overlapped); the first is the reference")
+    group.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("W", "H"), help="video size")
+    group.add_argument("--seconds", type=float, help="loop the speech to this length (default: its own, ~3 s)")
     return parser
 
 
@@ -542,8 +558,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "clip":
         args.resolution = args.resolution or 512
         clip_main(args)
-    elif args.mode == "sampler":
-        sampler_main(args)
+    elif args.mode == "pipeline":
+        pipeline_main(args)
     else:
         forward_main(args)
 
