@@ -355,27 +355,36 @@ def print_row(row, baseline, flops: int, peak: float) -> None:
 
 
 def compare_upstream(args, model_config, inputs, weights, device, rows, folder) -> None:
-    """Upstream's UNet in the baseline set-up, between two timings of ours (the machine's load drifts)."""
+    """Upstream's UNet in the baseline set-up, alternating with ours for ``--rounds`` rounds (the load drifts).
+
+    Each round times upstream (in its child process), then ours again; the ratio of each pair is shown,
+    and their median is the figure to quote.
+    """
     setup = (args.setups or default_setups(device))[0]
     dtype = DTYPES[setup.dtype]
     job = {"model_config": model_config, "weights": weights, "inputs": inputs, "device": str(device),
            "dtype": setup.dtype, "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup}
-    try:
-        upstream = run_upstream(args.compare_upstream, job, folder)
-    except RuntimeError as err:
-        print(f"upstream: {err}")
-        return
-    unet = nn.Module.to(our_unet(args.config, weights), device, dtype)
-    again, _ = time_setup(unet, setup, inputs_to(inputs, device, dtype), device, args.repeats, args.warmup)
-    ours = min(rows[0][1], *again)
-    theirs = min(upstream["times"])
-    diff = (upstream["output"] - rows[0][2]).abs().max().item()
-    scale = rows[0][2].abs().max().item()
-    stub = f" (stand-in modules: {', '.join(upstream['stubbed'])})" if upstream["stubbed"] else ""
-    print(f"upstream {upstream['module']}{stub}")
-    print(f"upstream {setup.label:15s} {theirs * 1e3:10.1f} ms/step; ours {ours * 1e3:.1f} ms/step "
-          f"(before {rows[0][1] * 1e3:.1f}, after {min(again) * 1e3:.1f}); "
-          f"ours is x{theirs / ours:.3f} upstream's speed; outputs max|diff| {diff:.3g} (max|out| {scale:.3g})")
+    ratios = []
+    for round_number in range(1, args.rounds + 1):
+        try:
+            upstream = run_upstream(args.compare_upstream, job, folder)
+        except RuntimeError as err:
+            print(f"upstream: {err}")
+            return
+        unet = nn.Module.to(our_unet(args.config, weights), device, dtype)
+        again, _ = time_setup(unet, setup, inputs_to(inputs, device, dtype), device, args.repeats, args.warmup)
+        del unet
+        ours, theirs = min(again), min(upstream["times"])
+        ratios.append(theirs / ours)
+        if round_number == 1:
+            diff = (upstream["output"] - rows[0][2]).abs().max().item()
+            stub = f" (stand-in modules: {', '.join(upstream['stubbed'])})" if upstream["stubbed"] else ""
+            print(f"upstream: {upstream['module']}{stub}; outputs vs ours max|diff| {diff:.3g} "
+                  f"(max|out| {rows[0][2].abs().max().item():.3g})")
+        print(f"round {round_number}: upstream {setup.label} {theirs * 1e3:.1f} ms/step, ours {ours * 1e3:.1f} "
+              f"ms/step: ours runs at x{ratios[-1]:.3f} upstream's speed (load {os.getloadavg()[0]:.2f})", flush=True)
+    print(f"ours vs upstream, median of {len(ratios)} paired rounds: x{statistics.median(ratios):.3f} "
+          "(> 1: ours faster)")
 
 
 # --------------------------------------------------------------------------- whole-clip benchmark (CUDA)
@@ -537,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--warmup", type=int, default=0,
                        help="untimed forwards besides the first, whose output is kept (compile: 2 or more)")
     group.add_argument("--compare-upstream", metavar="PATH", help="an upstream LatentSync checkout to time too")
+    group.add_argument("--rounds", type=int, default=3, help="upstream/ours timing pairs with --compare-upstream")
     group = parser.add_argument_group("clip")
     group.add_argument("--steps", type=int, default=20)
     group.add_argument("--guidance_scale", type=float, default=1.5)
