@@ -253,6 +253,7 @@ def time_setup(
 
 
 UPSTREAM_CHILD_FLAG = "--upstream-child"
+UPSTREAM_UNET = os.path.join("latentsync", "models", "unet.py")  # what a checkout must hold
 
 
 def upstream_child(job_path: str) -> None:
@@ -312,6 +313,8 @@ def forward_main(args: argparse.Namespace) -> None:
     from latentsync.config import load_config, to_container
     from latentsync.utils.device import pick_device
 
+    if args.compare_upstream and not os.path.isfile(os.path.join(args.compare_upstream, UPSTREAM_UNET)):
+        raise SystemExit(f"error: --compare-upstream {args.compare_upstream!r} has no {UPSTREAM_UNET}")
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
     if device.type == "cuda":
