@@ -8,12 +8,15 @@ decode/encode/mux (``utils.media``).
 Everything after face detection streams one clip of ``num_frames`` output frames at a time:
 read, align, encode, denoise, decode, restore, write. Peak memory therefore does not depend on
 the video's length, and because the initial noise is one frame of noise shared by every frame
-of the video, a clip-wise run gives exactly what a run over all frames at once gives.
+of the video, a clip-wise run gives exactly what a run over all frames at once gives. Reading
+and aligning the next clip, and restoring and writing the previous one, run in threads beside
+the denoising of the current clip (:mod:`latentsync.pipelines.overlap`); the frames are the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import shutil
@@ -24,13 +27,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
 from latentsync.errors import NoFaceError
 from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines.overlap import Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
@@ -83,11 +87,12 @@ def _video_to_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 class LipsyncPipeline(DiffusionPipeline):
-    """DDIM sampling of mouth-region latents conditioned on Whisper audio features.
+    """Diffusion sampling of mouth-region latents conditioned on Whisper audio features.
 
     Components: ``vae`` (diffusers ``AutoencoderKL``), ``audio_encoder``
     (:class:`~latentsync.whisper.audio2feature.Audio2Feature`), ``unet``
-    (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (``DDIMScheduler``).
+    (:class:`~latentsync.models.unet.UNet3DConditionModel`), ``scheduler`` (a diffusers
+    epsilon-prediction scheduler: ``DDIMScheduler``, or ``DPMSolverMultistepScheduler`` for fewer steps).
     Device and dtype follow the modules: ``pipeline.to(device, dtype)`` moves them all, the audio
     encoder included. Build one from checkpoint files with
     :func:`latentsync.pipelines.loading.load_pipeline`, which also sets the call defaults
@@ -99,7 +104,7 @@ class LipsyncPipeline(DiffusionPipeline):
         vae: AutoencoderKL,
         audio_encoder,
         unet: UNet3DConditionModel,
-        scheduler: DDIMScheduler,
+        scheduler: SchedulerMixin,
     ) -> None:
         super().__init__()
         self.register_modules(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
@@ -202,10 +207,14 @@ class LipsyncPipeline(DiffusionPipeline):
         """Run the scheduler's timesteps on one clip's latents (1, C, f, h, w).
 
         ``audio_embeds`` (f, 50, D) are the clip's audio tokens; with CFG the null condition is
-        all-zero audio. ``scheduler.set_timesteps`` must have been called.
+        all-zero audio. ``scheduler.set_timesteps`` must have been called; it is called again
+        here with the same count, which clears the history of multistep solvers (DPM-Solver++)
+        between clips. ``eta`` (DDIM's noise) is refused by schedulers without one, unless 0.
         """
         if self.scheduler.num_inference_steps is None:
             raise RuntimeError("call scheduler.set_timesteps(...) before denoise()")
+        self.scheduler.set_timesteps(self.scheduler.num_inference_steps, device=latents.device)
+        step_options = self._step_options(eta, generator)
         if audio_embeds is not None and self.unet.config.add_audio_layer:
             audio_embeds = guidance.with_null_audio(audio_embeds.to(latents.device, self.dtype), guidance_scale)
         else:
@@ -219,8 +228,18 @@ class LipsyncPipeline(DiffusionPipeline):
             with cache.step() if cache is not None else contextlib.nullcontext():
                 noise_pred = self.unet(x, t, encoder_hidden_states=audio_embeds).sample
             noise_pred = guidance.split_and_guide(noise_pred, guidance_scale)
-            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
+            latents = self.scheduler.step(noise_pred, t, latents, **step_options).prev_sample
         return latents
+
+    def _step_options(self, eta: float, generator: torch.Generator | None) -> dict:
+        """The keyword arguments of ``scheduler.step`` this scheduler takes: ``eta`` only for DDIM-like ones."""
+        accepted = inspect.signature(self.scheduler.step).parameters
+        if "eta" not in accepted and eta:
+            raise ValueError(f"{type(self.scheduler).__name__} has no eta; eta={eta} needs the DDIM scheduler")
+        options = {"eta": eta} if "eta" in accepted else {}
+        if "generator" in accepted:
+            options["generator"] = generator
+        return options
 
     @torch.no_grad()
     def sync_clip(
@@ -329,6 +348,7 @@ class LipsyncPipeline(DiffusionPipeline):
         pad_last_clip: bool = True,
         temp_dir: str | os.PathLike | None = None,
         progress: ProgressHook | None = None,
+        overlap_stages: bool = True,
     ) -> SyncReport:
         """Lip-sync ``video_path`` to ``audio_path`` and write ``video_out_path`` (H.264 + AAC).
 
@@ -339,6 +359,7 @@ class LipsyncPipeline(DiffusionPipeline):
         ``face_detector``, ``num_frames``, ``resolution`` and ``mask_image_path`` default to the
         pipeline's (see :meth:`set_defaults`). ``progress(stage, done, total)`` is told how far
         each stage is (see :mod:`latentsync.pipelines.progress`); by default tqdm bars show it.
+        ``overlap_stages`` False runs alignment and restore in the calling thread, between clips.
         """
         face_detector = face_detector if face_detector is not None else self.face_detector
         if face_detector is None:
@@ -351,7 +372,7 @@ class LipsyncPipeline(DiffusionPipeline):
             return self._run(
                 video_path, audio_path, video_out_path, face_detector, num_frames, resolution, num_inference_steps,
                 guidance_scale, eta, generator, mask_image_path, face_index, pad_last_clip, temp_dir,
-                progress or bars,
+                progress or bars, overlap_stages,
             )
         finally:
             if bars is not None:
@@ -374,6 +395,7 @@ class LipsyncPipeline(DiffusionPipeline):
         pad_last_clip: bool,
         temp_dir: str | os.PathLike | None,
         progress: ProgressHook,
+        overlap_stages: bool,
     ) -> SyncReport:
         # 1. Check inputs, and that the output can be written without replacing one of them.
         check_output_path(video_out_path, (video_path, audio_path))
@@ -420,37 +442,44 @@ class LipsyncPipeline(DiffusionPipeline):
         mask = load_fixed_mask(resolution, mask_image_path)
         noise = self.initial_noise(resolution, generator)
 
-        # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write.
+        # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write, with
+        # alignment (one clip ahead) and restore + write (one clip behind) in their own threads.
         # Leftovers of earlier runs that were killed go first (only those whose process is gone).
         work_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
         remove_stale(work_parent, WORK_PREFIX)
         remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
         work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
         frames = self.aligned_frames(reader, detections, total, aligner, work)
+        clips = list(clip_bounds(total, num_frames))
+        depth = 1 if overlap_stages else 0
+        reading = Prefetch(((start, list(islice(frames, stop - start))) for start, stop in clips), depth, "align")
         synced = 0
         try:
             silent_path = os.path.join(work, "video.mp4")
-            clips = list(clip_bounds(total, num_frames))
             progress("denoise", 0, len(clips))
             with self._eval_mode(), VideoWriter(
                 silent_path, VIDEO_FPS, reader.width, reader.height, self.video_encoding
             ) as writer:
-                for done, (start, stop) in enumerate(clips, 1):
-                    clip = list(islice(frames, stop - start))
-                    outputs = self._sync_and_restore(
-                        clip, features, start, noise, mask, aligner, num_frames,
-                        guidance_scale, eta, generator, pad_last_clip,
-                    )
-                    for frame in outputs:
-                        writer.write(frame)
-                    synced += sum(a.face is not None for a in clip)
-                    progress("denoise", done, len(clips))
+                writing = Drain(lambda job: _restore_clip(*job, aligner, writer), depth, "restore")
+                try:
+                    for done, (start, clip) in enumerate(reading, 1):
+                        faces = self._sync_faces(
+                            clip, features, start, noise, mask, num_frames, guidance_scale, eta, generator,
+                            pad_last_clip,
+                        )
+                        writing.submit((clip, faces))
+                        synced += sum(a.face is not None for a in clip)
+                        progress("denoise", done, len(clips))
+                    writing.finish()
+                finally:
+                    writing.close()
 
             # 6. Mux the original audio (the video covers it to within one frame).
             progress("write", 0, 1)
             mux_audio(silent_path, audio_path, video_out_path)
             progress("write", 1, 1)
         finally:
+            reading.close()  # stops the alignment thread before its generator is closed
             frames.close()
             shutil.rmtree(work, ignore_errors=True)
 
@@ -461,24 +490,23 @@ class LipsyncPipeline(DiffusionPipeline):
         )
         return report
 
-    def _sync_and_restore(
+    def _sync_faces(
         self,
         clip: list[AlignedFrame],
         features: torch.Tensor,
         start: int,
         noise: torch.Tensor,
         mask: torch.Tensor,
-        aligner: FaceAligner,
         num_frames: int,
         guidance_scale: float,
         eta: float,
         generator: torch.Generator | None,
         pad_last_clip: bool,
-    ) -> list[np.ndarray]:
-        """Output frames of one clip: frames with a face get the synced mouth, others pass through."""
+    ) -> torch.Tensor | None:
+        """Synced faces (len(clip), 3, r, r) in [-1, 1] on the CPU, or None when no frame of the clip has a face."""
         have = [i for i, a in enumerate(clip) if a.face is not None]
         if not have:
-            return [a.frame for a in clip]
+            return None
         # Frames without a face borrow the nearest face of the clip, so the clip stays continuous
         # for the motion modules; their outputs are discarded.
         faces = [clip[i].face if clip[i].face is not None else clip[min(have, key=lambda j: abs(j - i))].face
@@ -486,8 +514,14 @@ class LipsyncPipeline(DiffusionPipeline):
         order = padded_positions(len(clip), num_frames) if pad_last_clip else list(range(len(clip)))
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
-        synced = self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
-        return aligner.restore_clip(clip, synced)
+        return self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
+
+
+def _restore_clip(clip: list[AlignedFrame], faces: torch.Tensor | None, aligner: FaceAligner, writer: VideoWriter) -> None:
+    """Write a clip's output frames: frames with a face get the synced mouth, others pass through."""
+    frames = [aligned.frame for aligned in clip] if faces is None else aligner.restore_clip(clip, faces)
+    for frame in frames:
+        writer.write(frame)
 
 
 class _CountingDetector:

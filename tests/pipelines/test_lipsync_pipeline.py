@@ -7,18 +7,23 @@ one-pass algorithm, which draws the noise for all frames at once and slices it p
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines import lipsync_pipeline
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
-from latentsync.pipelines.loading import load_pipeline
+from latentsync.pipelines.loading import load_pipeline, make_scheduler
+from latentsync.utils.face_detector import make_face_detector
 from latentsync.utils.mask import load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.utils.media import VideoReader, VideoWriter
+from tests.scripts.test_inference import media  # noqa: F401  (module fixture: a 3 s talking head + speech)
 from tests.tiny_models import TINY_RESOLUTION
 
 SCALE = 0.18215
@@ -163,3 +168,90 @@ def test_frame_store_roundtrip(tmp_path):
     assert store.read(2)[2].tolist() == [[1, 0, 0], [0, 1, 0]]
     store.close()
     assert not (tmp_path / "f.bin").exists()
+
+
+# ---------------------------------------------------------------------------- overlapped stages, samplers
+
+
+class _RecordingWriter(VideoWriter):
+    """The pipeline's encoder, keeping a copy of every frame it is given (the arrays before encoding)."""
+
+    frames: list[np.ndarray] = []
+
+    def write(self, frame: np.ndarray) -> None:
+        type(self).frames.append(np.array(frame))
+        super().write(frame)
+
+
+def _sync_video(pipe, media, out, **options) -> None:
+    detector = make_face_detector("mediapipe")
+    try:
+        pipe(media["video"], media["audio"], out, face_detector=detector, num_inference_steps=2,
+             generator=torch.Generator().manual_seed(5), temp_dir=out.parent, **options)
+    finally:
+        detector.close()
+
+
+def _run_frames(pipe, media, out, monkeypatch, **options) -> list[np.ndarray]:
+    _RecordingWriter.frames = []
+    monkeypatch.setattr(lipsync_pipeline, "VideoWriter", _RecordingWriter)
+    _sync_video(pipe, media, out, **options)
+    return _RecordingWriter.frames
+
+
+def test_overlapped_stages_write_the_same_frames_as_sequential(pipe, media, tmp_path, monkeypatch):
+    # 3 s = 75 frames: five clips, three frames without a face; alignment, denoising and restore overlap.
+    sequential = _run_frames(pipe, media, tmp_path / "sequential.mp4", monkeypatch, overlap_stages=False)
+    overlapped = _run_frames(pipe, media, tmp_path / "overlapped.mp4", monkeypatch, overlap_stages=True)
+    assert len(sequential) == len(overlapped) == 75
+    for a, b in zip(sequential, overlapped):
+        np.testing.assert_array_equal(a, b)
+    source = list(VideoReader(media["video"]))
+    assert max(np.abs(a.astype(int) - s).max() for a, s in zip(sequential, source)) > 20  # mouths were changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["overlapped.mp4", "sequential.mp4"]  # no leftovers
+
+
+def test_error_in_the_restore_thread_is_raised_as_is_and_leaves_nothing(pipe, media, tmp_path, monkeypatch):
+    error = OSError(28, "No space left on device")
+
+    class FailingWriter(VideoWriter):
+        def write(self, frame):
+            if self.frames_written == 20:  # in the second clip, while the third is being denoised
+                raise error
+            super().write(frame)
+
+    monkeypatch.setattr(lipsync_pipeline, "VideoWriter", FailingWriter)
+    before = threading.active_count()
+    with pytest.raises(OSError) as caught:
+        _sync_video(pipe, media, tmp_path / "out.mp4")
+    assert caught.value is error
+    assert list(tmp_path.iterdir()) == []  # no output, no temp file, no work folder
+    assert threading.active_count() == before
+
+
+def test_dpm_solver_restarts_its_history_every_clip(pipe):
+    n, steps = 8, 3
+    faces, tokens = _faces(n), _tokens(pipe, n)
+    mask = load_fixed_mask(TINY_RESOLUTION)
+    ddim = pipe.scheduler
+    pipe.scheduler = make_scheduler("dpm++")
+    try:
+        assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
+        pipe.scheduler.set_timesteps(steps)
+
+        def clip():
+            generator = torch.Generator().manual_seed(3)
+            noise = pipe.initial_noise(TINY_RESOLUTION, generator)
+            return pipe.sync_clip(faces, tokens, noise, mask, 1.5, 0.0, generator)
+
+        first, second = clip(), clip()  # the second clip would run past the solver's last step without a restart
+        torch.testing.assert_close(second, first, rtol=0, atol=0)
+        with pytest.raises(ValueError, match="eta"):
+            generator = torch.Generator().manual_seed(3)
+            pipe.sync_clip(faces, tokens, pipe.initial_noise(TINY_RESOLUTION, generator), mask, 1.5, 0.5, generator)
+    finally:
+        pipe.scheduler = ddim
+    pipe.scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(3)
+    with_ddim = pipe.sync_clip(faces, tokens, pipe.initial_noise(TINY_RESOLUTION, generator), mask, 1.5, 0.0, generator)
+    assert (with_ddim - first).abs().amax() > 1e-3  # a different sampler gives a (slightly) different face

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from latentsync import paths
 from latentsync.errors import CheckpointError, ConfigError
@@ -33,6 +34,15 @@ def test_defaults_come_from_the_unet_config_and_the_project(tiny_models):
     assert pipe.deep_cache_interval == 2
     assert not pipe.unet.training
     assert pipe.unet.dtype == torch.float32 and pipe.audio_encoder.device.type == "cpu"
+
+
+def test_scheduler_is_chosen_by_name_from_the_one_noise_schedule(tiny_models):
+    ddim, dpm = _load(tiny_models).scheduler, _load(tiny_models, scheduler="dpm++").scheduler
+    assert isinstance(ddim, DDIMScheduler) and isinstance(dpm, DPMSolverMultistepScheduler)
+    assert dpm.config.algorithm_type == "dpmsolver++"
+    torch.testing.assert_close(dpm.alphas_cumprod, ddim.alphas_cumprod, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="unknown scheduler 'euler'.*ddim, dpm\\+\\+"):
+        _load(tiny_models, scheduler="euler")
 
 
 def test_to_moves_the_audio_encoder_too(tiny_models):

@@ -20,7 +20,9 @@ import pytest
 import torch
 from scipy.io import wavfile
 
+from latentsync.errors import ConfigError
 from latentsync.utils.media import VideoReader, ffmpeg_exe
+from scripts import inference as inference_cli
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
 from tests.processes import run_group
@@ -360,3 +362,14 @@ def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and err.startswith(f"error: {flag} must be")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(inference_cli, "load_pipeline", lambda *args, **kwargs: seen.update(kwargs))
+    inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))
+    assert seen["scheduler"] == "dpm++"
+    inference_cli.load_models(inference_cli.parse_args([]))
+    assert seen["scheduler"] == "ddim"  # configs/inference.yaml
+    with pytest.raises(ConfigError, match="--scheduler"):
+        inference_cli.parse_args(["--scheduler", "euler"])

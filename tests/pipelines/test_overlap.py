@@ -1,0 +1,120 @@
+"""Prefetch and Drain: order kept, queues bounded, worker errors raised unchanged, threads always joined."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from latentsync.pipelines.overlap import Drain, Prefetch
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_prefetch_keeps_order_and_stays_at_most_depth_ahead(depth):
+    produced = []
+
+    def items():
+        for i in range(8):
+            produced.append(i)
+            yield i
+
+    reading = Prefetch(items(), depth, name="t-prefetch")
+    seen = []
+    for item in reading:
+        time.sleep(0.02)  # the producer gets time to run ahead, as far as the queue lets it
+        # queued (depth) + one held by the blocked producer, beyond what was consumed
+        assert len(produced) - (len(seen) + 1) <= depth + 1
+        seen.append(item)
+    reading.close()
+    assert seen == list(range(8))
+    assert not _threads("t-prefetch")
+
+
+def test_prefetch_raises_the_workers_error_after_the_items_before_it():
+    error = Boom("frame 5 could not be decoded")
+
+    def items():
+        yield from range(5)
+        raise error
+
+    reading = Prefetch(items(), 1, name="t-prefetch-error")
+    seen = []
+    with pytest.raises(Boom) as caught:
+        for item in reading:
+            seen.append(item)
+    reading.close()
+    assert caught.value is error
+    assert seen == [0, 1, 2, 3, 4]
+    assert not _threads("t-prefetch-error")
+
+
+def test_prefetch_closed_early_stops_its_thread_and_frees_the_generator():
+    closed = []
+
+    def items():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            closed.append(True)
+
+    generator = items()
+    reading = Prefetch(generator, 1, name="t-prefetch-early")
+    assert next(reading) == 0
+    reading.close()
+    assert not _threads("t-prefetch-early")
+    generator.close()  # would raise "generator already executing" if the thread still ran it
+    assert closed == [True]
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+def test_drain_consumes_everything_in_order(depth):
+    consumed = []
+    writing = Drain(lambda item: (time.sleep(0.005), consumed.append(item)), depth, name="t-drain")
+    for i in range(10):
+        writing.submit(i)
+    writing.finish()
+    writing.close()
+    assert consumed == list(range(10))
+    assert not _threads("t-drain")
+
+
+def test_drain_error_surfaces_in_the_main_thread_and_stops_the_worker():
+    error = Boom("encoder pipe closed")
+    consumed = []
+
+    def consume(item):
+        if item == 3:
+            raise error
+        consumed.append(item)
+
+    writing = Drain(consume, 1, name="t-drain-error")
+    with pytest.raises(Boom) as caught:
+        for i in range(100):
+            writing.submit(i)
+        writing.finish()
+    writing.close()
+    assert caught.value is error
+    assert consumed == [0, 1, 2]
+    assert not _threads("t-drain-error")
+
+
+def test_drain_closed_while_full_does_not_hang():
+    release = threading.Event()
+    writing = Drain(lambda item: release.wait(5), 1, name="t-drain-close")
+    writing.submit(0)  # being consumed (blocked)
+    writing.submit(1)  # queued
+    start = time.monotonic()
+    release.set()
+    writing.close()
+    assert time.monotonic() - start < 2
+    assert not _threads("t-drain-close")
