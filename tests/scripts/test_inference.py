@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -366,7 +367,13 @@ def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, ca
 
 def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
     seen = {}
-    monkeypatch.setattr(inference_cli, "load_pipeline", lambda *args, **kwargs: seen.update(kwargs))
+    from latentsync.utils.face_alignment import FramePath
+
+    def fake_loader(*args, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(frame_path=FramePath())  # what load_models sets its output options on
+
+    monkeypatch.setattr(inference_cli, "load_pipeline", fake_loader)
     inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))
     assert seen["scheduler"] == "dpm++"
     inference_cli.load_models(inference_cli.parse_args([]))
