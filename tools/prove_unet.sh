@@ -32,9 +32,9 @@ if [ ! -d "$WORKDIR/vae" ]; then
         --val_fileslist "$DATA/fileslist/val.txt" --output_dir "$WORKDIR/vae" --minutes "${VAE_MINUTES:-4}"
 fi
 
-echo "== 3/7 a tiny random Whisper (the audio features' shape; its layers still follow loudness)"
-python -c 'import sys; from pathlib import Path; from tools.tiny_models import write_whisper; write_whisper(Path(sys.argv[1]))' \
-    "$WORKDIR/whisper"
+echo "== 3/7 a tiny transparent Whisper (features = local mel content; see tools/tiny_models.py:write_whisper)"
+python -c 'import sys; from pathlib import Path; from tools.tiny_models import write_whisper
+write_whisper(Path(sys.argv[1]), transparent=True)' "$WORKDIR/whisper"
 
 echo "== 4/7 SyncNet (configs/syncnet/syncnet_tiny_cpu.yaml)"
 SYNCNET="${SYNCNET_CKPT:-$WORKDIR/syncnet/best_checkpoint.pt}"

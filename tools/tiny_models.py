@@ -21,6 +21,7 @@ TINY_WHISPER_DIMS = {
     "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": WHISPER_WIDTH, "n_audio_head": 4, "n_audio_layer": 4,
     "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 4, "n_text_head": 1, "n_text_layer": 1,
 }
+TRANSPARENT_WHISPER_GAIN = 10.0  # random conv features are ~0.05 in size; real Whisper's are O(1)
 TINY_RESOLUTION = 64  # face crop side in pixels; latents are 8x8 with the VAE's factor 8
 
 
@@ -98,9 +99,17 @@ def write_unet(folder: Path, seed: int = 0, resolution: int = TINY_RESOLUTION) -
     return config_path, ckpt_path
 
 
-def write_whisper(folder: Path, source: Path | None = None, seed: int = 0) -> Path:
+def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, transparent: bool = False) -> Path:
     """An openai-whisper checkpoint (dims + model_state_dict, fp16) of width 64 at ``folder/tiny.pt``:
-    a copy of ``source`` if given, else random weights."""
+    a copy of ``source`` if given, else random weights.
+
+    ``transparent`` stands in for a trained Whisper where learning is measured (tools/prove_unet.sh):
+    a random encoder's features vary over time mostly through its sinusoidal positional embedding,
+    the same for every clip, and its random attention smears the speech over 30 s. Here the
+    positional embedding is zero and every block an identity (zero output projections), so each
+    layer's features are the convolutional front end's view of the local mel frames, scaled to
+    about unit size: a linear probe reads the mouth opening of an unseen clip from them (R^2 ~0.9).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "tiny.pt"
     if source is not None:
@@ -109,8 +118,19 @@ def write_whisper(folder: Path, source: Path | None = None, seed: int = 0) -> Pa
     from whisper.model import ModelDimensions, Whisper
 
     torch.manual_seed(seed)
-    model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS)).half()
-    torch.save({"dims": dict(TINY_WHISPER_DIMS), "model_state_dict": model.state_dict()}, target)
+    model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS))
+    if transparent:
+        encoder = model.encoder
+        with torch.no_grad():
+            encoder.positional_embedding.zero_()
+            for block in encoder.blocks:
+                for layer in (block.attn.out, block.mlp[2]):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+            encoder.conv2.weight.mul_(TRANSPARENT_WHISPER_GAIN)
+            encoder.conv2.bias.mul_(TRANSPARENT_WHISPER_GAIN)
+    state = model.half().state_dict()
+    torch.save({"dims": dict(TINY_WHISPER_DIMS), "model_state_dict": state}, target)
     return target
 
 

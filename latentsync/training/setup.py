@@ -17,15 +17,24 @@ logger = logging.getLogger(__name__)
 
 
 def mixed_precision_mode(enabled: bool, device: torch.device, cuda_prefers: str = "bf16") -> str:
-    """accelerate's precision: on CUDA ``cuda_prefers`` (bf16 falls back to fp16 on GPUs without it), else fp32.
+    """accelerate's precision for ``device`` when mixed precision is ``enabled``.
 
-    fp16 makes accelerate use a gradient scaler; bf16 and fp32 need none.
+    CUDA: ``cuda_prefers`` (bf16 falls back to fp16 on GPUs without it; fp16 makes accelerate use a
+    gradient scaler). CPU: bf16 autocast, which every CPU build of torch has. MPS: bf16 from macOS 14
+    on, else fp32 (fp16 on MPS has no gradient scaler). Master weights stay fp32 in every case.
     """
-    if not enabled or device.type != "cuda":
+    if not enabled:
         return "no"
-    if cuda_prefers == "bf16" and not torch.cuda.is_bf16_supported():
-        return "fp16"
-    return cuda_prefers
+    if device.type == "cuda":
+        if cuda_prefers == "bf16" and not torch.cuda.is_bf16_supported():
+            return "fp16"
+        return cuda_prefers
+    if device.type == "cpu":
+        return "bf16"
+    if device.type == "mps" and torch.backends.mps.is_macos_or_newer(14, 0):
+        return "bf16"
+    logger.warning("mixed precision is not supported on %s here: training in fp32", device)
+    return "no"
 
 
 def build_accelerator(

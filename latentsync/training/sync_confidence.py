@@ -1,8 +1,8 @@
 """The classic-SyncNet confidence (LSE-C) of training's validation videos, when the scorer is there.
 
 The evaluation scorer (:mod:`latentsync.metrics.sync_confidence`, with the classic SyncNet and
-the S3FD face detector) is optional for training: without its code or its model files the run
-goes on without this metric, and says so once.
+the S3FD face detector) is optional for training: without its model files the run goes on
+without this metric, and says so once.
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ VideoScore = Callable[[str], float]
 
 
 def sync_confidence_available(syncnet_path: str, s3fd_path: str) -> bool:
-    """Whether the scorer's code and both model files are present (the same answer on every rank)."""
-    try:
-        import latentsync.metrics.sync_confidence  # noqa: F401
-    except ImportError:
-        logger.info("validation without sync confidence: latentsync.metrics.sync_confidence is not installed")
-        return False
+    """Whether both of the scorer's model files are present (the same answer on every rank)."""
     missing = [path for path in (syncnet_path, s3fd_path) if not (path and os.path.isfile(path))]
     if missing:
         logger.info("validation without sync confidence: %s not found (bash setup_env.sh --with-training)",

@@ -129,6 +129,27 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_setup, tm
         torch.testing.assert_close(checkpointed[2][name], grad, rtol=1e-5, atol=1e-8, msg=name)
 
 
+def test_mixed_precision_on_cpu_runs_every_loss_in_bf16_over_fp32_weights(tiny_setup, tmp_path):  # noqa: F811
+    args = tiny_setup.args(STAGE2, tmp_path / "run", "run.mixed_precision_training=true")
+    run = build(load_training_config(parse_args(args)))
+    assert run.accelerator.mixed_precision == "bf16"
+    assert next(run.networks.vae.parameters()).dtype == torch.bfloat16  # frozen networks at the autocast precision
+    unet = run.accelerator.unwrap_model(run.model)
+    seen = []
+    hook = unet.conv_in.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    loss, terms = unet_step.unet_losses(unet, run.networks, next(iter(run.train_loader)), run.step_settings,
+                                        device=torch.device("cpu"), generator=torch.Generator().manual_seed(3),
+                                        autocast=run.accelerator.autocast)
+    hook.remove()
+    loss.backward()
+    assert seen == [torch.bfloat16]
+    assert set(terms) == {"recon", "sync", "perceptual", "trepa"}
+    assert all(torch.isfinite(term) and term > 0 for term in terms.values()), terms
+    params = [p for p in unet.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32 for p in params)
+    assert all(torch.isfinite(p.grad).all() for p in params)
+
+
 def test_audio_dropout_gives_the_chosen_samples_the_null_condition(tiny_setup, tmp_path, monkeypatch):  # noqa: F811
     config = load_training_config(parse_args(tiny_setup.args(STAGE1, tmp_path / "run", "run.audio_dropout_prob=0.5")))
     run = build(config)

@@ -19,7 +19,13 @@ from tests.training.conftest import ToyData
 
 def test_mixed_precision_mode(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert mixed_precision_mode(True, cpu) == "no"
+    assert mixed_precision_mode(True, cpu) == "bf16"
+    assert mixed_precision_mode(False, cpu) == "no"
+    mps = torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (major, minor) <= (14, 0))
+    assert mixed_precision_mode(True, mps) == "bf16"
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: False)
+    assert mixed_precision_mode(True, mps) == "no"
     assert mixed_precision_mode(False, cuda) == "no"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert mixed_precision_mode(True, cuda) == "bf16"
