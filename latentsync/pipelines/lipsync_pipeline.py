@@ -10,7 +10,8 @@ read, align, encode, denoise, decode, restore, write. Peak memory therefore does
 the video's length, and because the initial noise is one frame of noise shared by every frame
 of the video, a clip-wise run gives exactly what a run over all frames at once gives. Reading
 and aligning the next clip, and restoring and writing the previous one, run in threads beside
-the denoising of the current clip (:mod:`latentsync.pipelines.overlap`); the frames are the same.
+the denoising of the current clip, and the face detection pass runs ahead of the whole sync
+pass in a thread of its own (:mod:`latentsync.pipelines.overlap`); the frames are the same.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
-from latentsync.pipelines.overlap import Drain, Prefetch
+from latentsync.pipelines.overlap import Backlog, Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
@@ -282,17 +283,18 @@ class LipsyncPipeline(DiffusionPipeline):
     def aligned_frames(
         self,
         reader: VideoReader,
-        detections: Sequence[FaceDetection | None],
+        detections: Iterable[FaceDetection | None],
+        used: int,
         num_output_frames: int,
         aligner: FaceAligner,
         spill_dir: str,
     ) -> Iterator[AlignedFrame]:
-        """Output frames in order: the video forward, then (if the audio is longer) backward, forward...
+        """Output frames in order: the first ``used`` frames of the video forward (one detection each),
+        then (if the audio is longer) backward, forward...
 
         Alignment runs once per source frame in forward order (its smoothing is sequential); the
         looped passes replay frames, crops and matrices from a disk spill.
         """
-        used = len(detections)
         store = None
         if num_output_frames > used:
             face_shape = (aligner.resolution, aligner.resolution, 3)
@@ -359,7 +361,8 @@ class LipsyncPipeline(DiffusionPipeline):
         ``face_detector``, ``num_frames``, ``resolution`` and ``mask_image_path`` default to the
         pipeline's (see :meth:`set_defaults`). ``progress(stage, done, total)`` is told how far
         each stage is (see :mod:`latentsync.pipelines.progress`); by default tqdm bars show it.
-        ``overlap_stages`` False runs alignment and restore in the calling thread, between clips.
+        ``overlap_stages`` False runs face detection, alignment and restore in the calling thread:
+        detection over the whole video first, then alignment and restore between clips.
         """
         face_detector = face_detector if face_detector is not None else self.face_detector
         if face_detector is None:
@@ -416,45 +419,42 @@ class LipsyncPipeline(DiffusionPipeline):
         progress("audio", 1, 1)
         del waveform
 
-        # 3. Faces: one pass of detection + tracking over the input frames that will be used.
+        # 3. Sampling set-up: timesteps, the mask, one noise frame for the whole video.
+        self.scheduler.set_timesteps(num_inference_steps, device=self.unet.device)
+        mask = load_fixed_mask(resolution, mask_image_path)
+        noise = self.initial_noise(resolution, generator)
+
+        # 4. Faces: a pass of detection + tracking over the input frames that will be used. It runs
+        # ahead of the sync pass, in a thread when the stages overlap (else to its end first); a
+        # video without the face fails as soon as the pass ends.
         used = min(len(reader), total)
         counting = _CountingDetector(face_detector)
         aligner = FaceAligner(resolution, counting, face_index, frame_path=self.frame_path)
         # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
         shrunk = islice(reader.frames(self.frame_path.detect_max_side), used)
-        tracked = aligner.track(_counted(shrunk, used, "faces", progress), frame_size=(reader.width, reader.height))
-        detections = [d for _, d in tracked]
-        if face_index is not None and counting.most_faces and not any(d is not None for d in detections):
-            raise NoFaceError(
-                f"face_index {face_index} asks for face {face_index + 1} from the left, but at most "
-                f"{counting.most_faces} face(s) were found in a frame of {reader.path!r} (faces count from 0)"
-            )
-        with_face = sum(d is not None for d in detections)
-        if with_face == 0:
-            raise NoFaceError(
-                f"no face found in any of the {used} frames of {os.fspath(video_path)!r}; "
-                "use a video where the face is visible and frontal"
-            )
-        logger.info("face found in %d of %d input frames", with_face, used)
-
-        # 4. Sampling set-up: timesteps, the mask, one noise frame for the whole video.
-        self.scheduler.set_timesteps(num_inference_steps, device=self.unet.device)
-        mask = load_fixed_mask(resolution, mask_image_path)
-        noise = self.initial_noise(resolution, generator)
+        counted = _counted(shrunk, used, "faces", None if overlap_stages else progress)
+        tracked = (d for _, d in aligner.track(counted, frame_size=(reader.width, reader.height)))
+        faces = _FacePass(Backlog(tracked, background=overlap_stages, name="faces"), counting, face_index,
+                          reader.path, used, progress if overlap_stages else None)
 
         # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write, with
         # alignment (one clip ahead) and restore + write (one clip behind) in their own threads.
         # Leftovers of earlier runs that were killed go first (only those whose process is gone).
-        work_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
-        remove_stale(work_parent, WORK_PREFIX)
-        remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
-        work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
-        frames = self.aligned_frames(reader, detections, total, aligner, work)
-        clips = list(clip_bounds(total, num_frames))
-        depth = 1 if overlap_stages else 0
-        reading = Prefetch(((start, list(islice(frames, stop - start))) for start, stop in clips), depth, "align")
-        synced = 0
-        try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(faces.close)  # last out: stops the detection thread
+            faces.check()
+            work_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
+            remove_stale(work_parent, WORK_PREFIX)
+            remove_stale(os.path.dirname(os.path.abspath(video_out_path)), TEMP_PREFIX)
+            work = tempfile.mkdtemp(prefix=owned_prefix(WORK_PREFIX), dir=work_parent)
+            cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+            frames = cleanup.enter_context(contextlib.closing(
+                self.aligned_frames(reader, faces.detections, used, total, aligner, work)))
+            clips = list(clip_bounds(total, num_frames))
+            depth = 1 if overlap_stages else 0
+            reading = Prefetch(((start, list(islice(frames, stop - start))) for start, stop in clips), depth, "align")
+            cleanup.callback(reading.close)  # stops the alignment thread before its generator is closed
+            synced = 0
             silent_path = os.path.join(work, "video.mp4")
             progress("denoise", 0, len(clips))
             with self._eval_mode(), VideoWriter(
@@ -463,14 +463,16 @@ class LipsyncPipeline(DiffusionPipeline):
                 writing = Drain(lambda job: _restore_clip(*job, aligner, writer), depth, "restore")
                 try:
                     for done, (start, clip) in enumerate(reading, 1):
-                        faces = self._sync_faces(
+                        synced_faces = self._sync_faces(
                             clip, features, start, noise, mask, num_frames, guidance_scale, eta, generator,
                             pad_last_clip,
                         )
-                        writing.submit((clip, faces))
+                        writing.submit((clip, synced_faces))
                         synced += sum(a.face is not None for a in clip)
+                        faces.check()
                         progress("denoise", done, len(clips))
                     writing.finish()
+                    faces.check(wait=True)
                 finally:
                     writing.close()
 
@@ -478,10 +480,6 @@ class LipsyncPipeline(DiffusionPipeline):
             progress("write", 0, 1)
             mux_audio(silent_path, audio_path, video_out_path)
             progress("write", 1, 1)
-        finally:
-            reading.close()  # stops the alignment thread before its generator is closed
-            frames.close()
-            shutil.rmtree(work, ignore_errors=True)
 
         report = SyncReport(os.fspath(video_out_path), total, synced, total - synced, used)
         logger.info(
@@ -515,6 +513,59 @@ class LipsyncPipeline(DiffusionPipeline):
         faces = np.stack([faces[i] for i in order])
         tokens = self.audio_tokens(features, [start + i for i in order])
         return self.sync_clip(faces, tokens, noise, mask, guidance_scale, eta, generator)[: len(clip)].cpu()
+
+
+class _FacePass:
+    """The face detection pass of one run, read while it runs: its progress is reported and its
+    outcome checked from the caller's thread (so hooks are only ever called from there)."""
+
+    def __init__(
+        self,
+        detections: Backlog[FaceDetection | None],
+        counting: "_CountingDetector",
+        face_index: int | None,
+        video_path: str,
+        used: int,
+        progress: ProgressHook | None,
+    ) -> None:
+        self.detections = detections
+        self.counting = counting
+        self.face_index = face_index
+        self.video_path = video_path
+        self.used = used
+        self.progress = progress
+        self._checked = False
+        if progress is not None:
+            progress("faces", 0, used)
+
+    def check(self, wait: bool = False) -> None:
+        """Report progress; once the pass has ended (``wait``: wait for that), raise NoFaceError if the
+        face was in no frame, else log how many frames have it."""
+        if self._checked:
+            return
+        if not (wait or self.detections.finished):
+            if self.progress is not None:
+                self.progress("faces", self.detections.count, self.used)
+            return
+        detections = self.detections.wait()
+        self._checked = True
+        if self.progress is not None:
+            self.progress("faces", self.used, self.used)
+        if self.face_index is not None and self.counting.most_faces and not any(d is not None for d in detections):
+            raise NoFaceError(
+                f"face_index {self.face_index} asks for face {self.face_index + 1} from the left, but at most "
+                f"{self.counting.most_faces} face(s) were found in a frame of {self.video_path!r} (faces count from 0)"
+            )
+        with_face = sum(d is not None for d in detections)
+        if with_face == 0:
+            raise NoFaceError(
+                f"no face found in any of the {self.used} frames of {self.video_path!r}; "
+                "use a video where the face is visible and frontal"
+            )
+        logger.info("face found in %d of %d input frames", with_face, self.used)
+
+    def close(self) -> None:
+        self.detections.close()
 
 
 def _restore_clip(clip: list[AlignedFrame], faces: torch.Tensor | None, aligner: FaceAligner, writer: VideoWriter) -> None:

@@ -1,9 +1,11 @@
 """Run the CPU stages around the denoiser in threads, so the accelerator never waits for them.
 
 While the main thread denoises clip k, a reader thread decodes and aligns clip k+1
-(:class:`Prefetch`) and a writer thread restores and encodes clip k-1 (:class:`Drain`). Decoding,
+(:class:`Prefetch`) and a writer thread restores and encodes clip k-1 (:class:`Drain`); the face
+detection pass runs ahead of them all in a thread of its own (:class:`Backlog`). Decoding,
 OpenCV warps, mediapipe and the encoder's pipe release the GIL, so this overlaps on a CPU too.
-Queues hold at most ``depth`` items, so memory stays flat however long the video is. An
+Queues hold at most ``depth`` items, so memory stays flat however long the video is (a backlog
+keeps its small items, e.g. one face detection per frame, as the sequential run would). An
 exception in a worker is raised again, unchanged, in the main thread; the main thread alone
 takes signals, and closing either object stops and joins its thread (nothing is left running).
 With ``depth=0`` both run inline, in the caller's thread: the sequential reference.
@@ -146,3 +148,82 @@ class Drain(_Worker, Generic[T]):
     def close(self) -> None:
         """Stop without finishing (the caller is unwinding an error) and wait for the thread."""
         self.join()
+
+
+class Backlog(Generic[T]):
+    """Collect ``items`` into a list in a thread (``background``) or at once (not), readable while it grows.
+
+    Iterating yields the items in order, waiting for those not collected yet; :meth:`wait` returns
+    the whole list. The thread's error is raised, unchanged, to whoever reads past the last item
+    collected before it. ``close`` stops the thread between two items and joins it.
+    """
+
+    def __init__(self, items: Iterable[T], background: bool = True, name: str = "backlog") -> None:
+        self._items: list[T] = []
+        self._changed = threading.Condition()
+        self._finished = False
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, args=(items,), name=name, daemon=True)
+        if background:
+            self.thread.start()
+        else:
+            self._main(items)
+
+    def _main(self, items: Iterable[T]) -> None:
+        try:
+            for item in items:
+                with self._changed:
+                    self._items.append(item)
+                    self._changed.notify_all()
+                if self._stop.is_set():
+                    return
+        except BaseException as err:  # noqa: BLE001 - raised to the reader
+            self.error = err
+        finally:
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+
+    @property
+    def count(self) -> int:
+        """Items collected so far."""
+        return len(self._items)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every item is collected (or the thread failed or was stopped)."""
+        return self._finished
+
+    def _item(self, index: int) -> T:
+        with self._changed:
+            self._changed.wait_for(lambda: index < len(self._items) or self._finished)
+            if index < len(self._items):
+                return self._items[index]
+        if self.error is not None:
+            raise self.error
+        raise IndexError(index)
+
+    def __iter__(self) -> Iterator[T]:
+        index = 0
+        while True:
+            try:
+                item = self._item(index)
+            except IndexError:
+                return
+            yield item
+            index += 1
+
+    def wait(self) -> list[T]:
+        """Every item, once the thread is done; its error if it failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._finished)
+        if self.error is not None:
+            raise self.error
+        return self._items
+
+    def close(self) -> None:
+        """Stop collecting after the current item and wait for the thread."""
+        self._stop.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join()

@@ -7,6 +7,11 @@ a stage starts and with ``done == total`` when it ends, in this order of stages:
 * ``"faces"``: face detection and tracking, counted in input frames;
 * ``"denoise"``: clips of ``num_frames`` output frames aligned, denoised, restored and encoded;
 * ``"write"``: muxing the audio into the output file (0/1, 1/1).
+
+With the stages overlapped (the default) face detection runs ahead in a thread of its own, so
+``"faces"`` may still be going when ``"denoise"`` starts: its progress is then reported at each
+clip, and it ends before ``"write"``. Hooks are only ever called from the thread that called the
+pipeline.
 """
 
 from __future__ import annotations

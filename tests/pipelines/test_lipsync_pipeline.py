@@ -229,6 +229,43 @@ def test_error_in_the_restore_thread_is_raised_as_is_and_leaves_nothing(pipe, me
     assert threading.active_count() == before
 
 
+def test_error_in_the_detection_thread_is_raised_as_is_and_leaves_nothing(pipe, media, tmp_path, monkeypatch):
+    error = RuntimeError("detector crashed")
+    detect_batch = lipsync_pipeline._CountingDetector.detect_batch
+    seen = []
+
+    def failing(self, frames, consecutive=True):
+        seen.append(threading.current_thread().name)
+        if len(seen) == 3:  # mid-video, with the sync pass already under way behind it
+            raise error
+        return detect_batch(self, frames, consecutive)
+
+    monkeypatch.setattr(lipsync_pipeline._CountingDetector, "detect_batch", failing)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError) as caught:
+        _sync_video(pipe, media, tmp_path / "out.mp4")
+    assert caught.value is error
+    assert set(seen) == {"faces"}  # detection ran in its own thread
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("overlap_stages", [False, True], ids=["sequential", "overlapped"])
+def test_a_video_without_a_face_fails_when_detection_ends_and_leaves_nothing(pipe, media, tmp_path, monkeypatch,
+                                                                                 overlap_stages):
+    monkeypatch.setattr(lipsync_pipeline._CountingDetector, "detect_batch", lambda self, frames, consecutive=True:
+                        [[] for _ in frames])
+    written = []
+    monkeypatch.setattr(VideoWriter, "write", lambda self, frame: written.append(frame))
+    before = threading.active_count()
+    with pytest.raises(lipsync_pipeline.NoFaceError, match="no face found in any of the 75 frames"):
+        _sync_video(pipe, media, tmp_path / "out.mp4", overlap_stages=overlap_stages)
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == before
+    if not overlap_stages:
+        assert written == []  # detection finished before anything was synced
+
+
 def test_dpm_solver_restarts_its_history_every_clip(pipe):
     n, steps = 8, 3
     faces, tokens = _faces(n), _tokens(pipe, n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -84,7 +85,8 @@ def test_whisper_is_chosen_by_audio_width(tiny_models, tmp_path):
         load_pipeline(wide, tiny_models.unet_ckpt, vae_path=tiny_models.vae, device="cpu", face_detector=None)
 
 
-def test_progress_hook_sees_every_stage_in_order(tiny_models, tmp_path):
+@pytest.mark.parametrize("overlap_stages", [False, True], ids=["sequential", "overlapped"])
+def test_progress_hook_sees_every_stage_in_order(tiny_models, tmp_path, overlap_stages):
     torch.set_num_threads(1)
     sr = 16000
     t = np.arange(sr) / sr
@@ -92,13 +94,24 @@ def test_progress_hook_sees_every_stage_in_order(tiny_models, tmp_path):
     write_wav(tmp_path / "a.wav", audio)
     write_talking_video(tmp_path / "v.mp4", audio, size=(128, 128), with_audio=False)
     pipe = _load(tiny_models, face_detector="mediapipe")
-    calls = []
+    calls, threads = [], set()
+
+    def hook(*call):
+        calls.append(call)
+        threads.add(threading.current_thread())
+
     report = pipe(tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "out.mp4", num_inference_steps=1,
-                  generator=pipe.make_generator(0), progress=lambda *call: calls.append(call))
+                  generator=pipe.make_generator(0), progress=hook, overlap_stages=overlap_stages)
     assert report.frames == 20
+    assert threads == {threading.current_thread()}  # hooks never run in the pipeline's worker threads
     assert [stage for stage in dict.fromkeys(c[0] for c in calls)] == list(STAGES)
     faces = [c for c in calls if c[0] == "faces"]
-    assert faces[0] == ("faces", 0, 20) and faces[-1] == ("faces", 20, 20) and len(faces) == 21
+    assert faces[0] == ("faces", 0, 20) and faces[-1] == ("faces", 20, 20)
+    if overlap_stages:  # detection runs ahead in a thread: reported per clip, done before writing starts
+        assert [done for _, done, _ in faces] == sorted(done for _, done, _ in faces)
+        assert calls.index(faces[-1]) < calls.index(("write", 0, 1))
+    else:
+        assert len(faces) == 21 and calls.index(faces[-1]) < calls.index(("denoise", 0, 2))
     assert [c for c in calls if c[0] == "denoise"] == [("denoise", 0, 2), ("denoise", 1, 2), ("denoise", 2, 2)]
     assert calls[-1] == ("write", 1, 1)
 

@@ -1,4 +1,4 @@
-"""Prefetch and Drain: order kept, queues bounded, worker errors raised unchanged, threads always joined."""
+"""Prefetch, Drain and Backlog: order kept, queues bounded, worker errors raised unchanged, threads always joined."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from latentsync.pipelines.overlap import Drain, Prefetch
+from latentsync.pipelines.overlap import Backlog, Drain, Prefetch
 
 
 class Boom(RuntimeError):
@@ -118,3 +118,65 @@ def test_drain_closed_while_full_does_not_hang():
     writing.close()
     assert time.monotonic() - start < 2
     assert not _threads("t-drain-close")
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_backlog_is_read_in_order_while_it_grows(background):
+    release = threading.Event()
+
+    def items():
+        yield from range(3)
+        release.wait(timeout=5)  # the reader gets the first items before the rest exist
+        yield from range(3, 6)
+
+    if not background:
+        release.set()
+    backlog = Backlog(items(), background=background, name="t-backlog")
+    seen = []
+    for item in backlog:
+        seen.append(item)
+        if item == 2:
+            assert backlog.finished is not background and backlog.count == (6 if not background else 3)
+            release.set()
+    assert seen == list(range(6)) and backlog.wait() == list(range(6)) and backlog.finished
+    backlog.close()
+    assert not _threads("t-backlog")
+
+
+def test_backlog_raises_the_error_after_the_items_before_it_and_from_wait():
+    error = Boom("detector crashed")
+
+    def items():
+        yield from range(4)
+        raise error
+
+    backlog = Backlog(items(), name="t-backlog-error")
+    seen = []
+    with pytest.raises(Boom) as caught:
+        for item in backlog:
+            seen.append(item)
+    assert caught.value is error and seen == [0, 1, 2, 3]
+    with pytest.raises(Boom):
+        backlog.wait()
+    backlog.close()
+    assert not _threads("t-backlog-error")
+
+
+def test_backlog_closed_early_stops_its_thread_and_frees_the_generator():
+    closed = []
+
+    def items():
+        try:
+            for i in range(10**9):
+                time.sleep(0.001)
+                yield i
+        finally:
+            closed.append(True)
+
+    generator = items()
+    backlog = Backlog(generator, name="t-backlog-early")
+    assert next(iter(backlog)) == 0
+    backlog.close()
+    assert not _threads("t-backlog-early") and backlog.finished
+    generator.close()
+    assert closed == [True]
