@@ -40,6 +40,7 @@ from latentsync.pipelines.progress import ProgressHook, TqdmProgress
 from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
 from latentsync.utils.face_detector import FaceDetection, FaceDetector
 from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.utils.memory import limit_malloc_arenas
 from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
 from latentsync.utils.media import (
     FAST_ENCODING, SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio,
@@ -48,6 +49,9 @@ from latentsync.utils.media import (
 logger = logging.getLogger(__name__)
 
 VIDEO_FPS = 25  # the rate the models were trained at; every input is resampled to it
+
+# Before any model is built or thread started: else a long run's resident memory creeps up with its length.
+limit_malloc_arenas()
 
 
 @dataclass(frozen=True)
