@@ -283,12 +283,23 @@ def readable(err: LatentSyncError, *files: str) -> str:
 
 
 def progress_hook(progress: Callable) -> ProgressHook:
-    """The pipeline's progress hook drawing each stage with ``progress`` (a ``gr.Progress``)."""
+    """The pipeline's progress hook drawing each stage with ``progress`` (a ``gr.Progress``).
+
+    Face detection runs ahead of the lip-syncing in a thread (see latentsync.pipelines.progress):
+    once lip-syncing has started, the page keeps its bar and adds how far the face search is.
+    """
+    clips: tuple[int, int] | None = None  # lip-syncing's (done, total), once it has started
+    faces = ""
 
     def report(stage: str, done: int, total: int) -> None:
+        nonlocal clips, faces
+        if stage == "faces" and clips is not None:
+            faces = f"; face search {done}/{total} frames" if done < total else ""
+            stage, (done, total) = "denoise", clips
         desc, unit = STAGE_LABELS.get(stage, (stage, "steps"))
         if stage == "denoise":
-            desc = f"{desc}, {done}/{total} clips done"
+            clips = (done, total)
+            desc = f"{desc}, {done}/{total} clips done{faces}"
         progress((done, total), desc=desc, unit=unit)
 
     return report

@@ -229,9 +229,10 @@ def test_browser_upload_generate_download(server, browser, media, tmp_path):
     assert result.name == "face_lipsynced.mp4"
     assert_valid_output(result, AUDIO_SECONDS, size=VIDEO_SIZE)
     assert "30 frames, 30 lip-synced" in page.locator("#summary").inner_text()
-    # Progress per stage reached the page through the pipeline's hook.
+    # Progress reached the page through the pipeline's hook (face detection runs ahead of the
+    # lip-syncing in a thread, so its own label may be too brief to see on a 1.2 s video).
     stages = page.evaluate("[...window.__stages].sort()")
-    assert {"2", "3"} <= set(stages), stages
+    assert "3" in stages, stages
 
     # The session's folder holds the result until the tab closes, then it goes.
     (sessions,) = server.temp.glob("*/sessions")
@@ -435,4 +436,23 @@ def test_progress_hook_reports_each_stage():
         ((0, 1), "Step 1/4: audio features", "steps"),
         ((1, 2), "Step 3/4: lip-syncing, 1/2 clips done", "clips"),
         ((1, 1), "Step 4/4: writing the video", "files"),
+    ]
+
+
+def test_progress_hook_keeps_the_lipsync_bar_while_detection_runs_ahead():
+    calls = []
+    hook = gradio_app.progress_hook(lambda value, desc, unit: calls.append((value, desc, unit)))
+    hook("faces", 0, 100)
+    hook("denoise", 0, 5)
+    hook("faces", 64, 100)
+    hook("denoise", 1, 5)
+    hook("faces", 100, 100)
+    hook("denoise", 2, 5)
+    assert calls == [
+        ((0, 100), "Step 2/4: finding the face", "frames"),
+        ((0, 5), "Step 3/4: lip-syncing, 0/5 clips done", "clips"),
+        ((0, 5), "Step 3/4: lip-syncing, 0/5 clips done; face search 64/100 frames", "clips"),
+        ((1, 5), "Step 3/4: lip-syncing, 1/5 clips done; face search 64/100 frames", "clips"),
+        ((1, 5), "Step 3/4: lip-syncing, 1/5 clips done", "clips"),
+        ((2, 5), "Step 3/4: lip-syncing, 2/5 clips done", "clips"),
     ]
