@@ -94,6 +94,7 @@ OPTIONAL_KEYS = {
     "optimizer.lr_scheduler": "constant",
     "optimizer.lr_warmup_steps": 0,
     "optimizer.scale_lr": False,
+    "optimizer.use_8bit_adam": False,  # bitsandbytes AdamW8bit (CUDA): optimizer states in a quarter of the memory
     "ckpt.init_ckpt_path": "",
     "ckpt.resume_ckpt_path": "latest",
     "ckpt.keep_last_n": 0,
@@ -238,7 +239,8 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
     train_set = UNetDataset.from_config(data, audio_encoder, step_settings.use_syncnet, seed=run_config.seed)
     max_steps = train_steps(config, len(train_set), accelerator)
     lr = config.optimizer.lr * (accelerator.num_processes if config.optimizer.scale_lr else 1)
-    optimizer = build_optimizer(trainable, lr, config.optimizer.weight_decay)
+    optimizer = build_optimizer(trainable, lr, config.optimizer.weight_decay,
+                                eight_bit=config.optimizer.use_8bit_adam, device=accelerator.device)
     lr_scheduler = build_lr_scheduler(config.optimizer.lr_scheduler, optimizer, config.optimizer.lr_warmup_steps, max_steps)
     scores_sync_confidence = bool(data.val_video_path) and sync_confidence_available(
         config.ckpt.sync_conf_syncnet_path, config.ckpt.sync_conf_s3fd_path

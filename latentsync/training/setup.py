@@ -11,6 +11,7 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader, Dataset
 
 from latentsync.data.video_dataset import ShardedEpochSampler
+from latentsync.errors import ConfigError
 from latentsync.utils.device import pick_device
 
 logger = logging.getLogger(__name__)
@@ -75,10 +76,28 @@ def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | None = No
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 1e-2, fused: bool = True
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    weight_decay: float = 1e-2,
+    fused: bool = True,
+    eight_bit: bool = False,
+    device: torch.device | None = None,
 ) -> torch.optim.Optimizer:
-    """AdamW, fused by default: one kernel for all tensors, ~8x faster steps than per-tensor updates on a CPU."""
-    return torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay, fused=fused)
+    """AdamW, fused by default: one kernel for all tensors, ~8x faster steps than per-tensor updates on a CPU.
+
+    ``eight_bit``: bitsandbytes' AdamW8bit, whose two moment buffers take 2 bytes per parameter
+    instead of 8 (for the 1.3 G-parameter UNet: ~2.6 GB instead of ~10 GB); CUDA only.
+    """
+    params = list(params)
+    if not eight_bit:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if device is not None and device.type != "cuda":
+        raise ConfigError(f"optimizer.use_8bit_adam needs a CUDA device (bitsandbytes), not {device.type}")
+    try:
+        import bitsandbytes
+    except ImportError as err:
+        raise ConfigError("optimizer.use_8bit_adam needs bitsandbytes: .venv/bin/pip install bitsandbytes") from err
+    return bitsandbytes.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
 
 
 def build_lr_scheduler(

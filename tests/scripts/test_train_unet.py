@@ -233,6 +233,13 @@ def test_missing_model_files_stop_the_run_with_the_fetch_command(tiny_setup, tmp
     assert len(errors) == 1 and "vgg16-397923af.pth" in errors[0] and "setup_env.sh --with-training" in errors[0]
 
 
+def test_eight_bit_adam_off_cuda_stops_with_one_line(tiny_setup, tmp_path, caplog):  # noqa: F811
+    assert main(tiny_setup.args(STAGE1, tmp_path / "run", "optimizer.use_8bit_adam=true")) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= 40]
+    assert len(errors) == 1 and "optimizer.use_8bit_adam needs a CUDA device" in errors[0], errors
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_bad_override_fails_with_one_line(tiny_setup, tmp_path, caplog):  # noqa: F811
     assert main(tiny_setup.args(STAGE1, tmp_path, "run.no_such_key=1")) == 1
     assert "run.no_such_key" in caplog.text

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 from torch import nn
 
-from latentsync.errors import DeviceError
+from latentsync.errors import ConfigError, DeviceError
 from latentsync.training.setup import (
     build_accelerator,
+    build_optimizer,
     build_train_loader,
     mixed_precision_mode,
     select_trainable,
@@ -62,3 +66,25 @@ def test_train_loader_resumes_after_the_consumed_batches():
     resumed = iter(build_train_loader(ToyData(), accelerator, batch_size=3, seed=5, start_step=2))  # 2 steps x 2 x 3
     assert [next(resumed)["video_index"].tolist() for _ in range(4)] == batches[4:8]
     assert steps_per_epoch(len(ToyData()), accelerator, batch_size=3) == 2  # 10 keys / (3 x 2) per step, rounded up
+
+
+def test_eight_bit_adamw_comes_from_bitsandbytes_on_cuda_only(monkeypatch):
+    params = [nn.Parameter(torch.ones(3))]
+    made = []
+
+    def adamw8bit(params, lr, weight_decay):
+        made.append((params, lr, weight_decay))
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+    fake = types.SimpleNamespace(optim=types.SimpleNamespace(AdamW8bit=adamw8bit))
+    monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    build_optimizer(params, 1e-4, 0.01, eight_bit=True, device=torch.device("cuda"))
+    assert made == [(params, 1e-4, 0.01)]
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        build_optimizer(params, 1e-4, eight_bit=True, device=torch.device("cpu"))
+    assert len(made) == 1
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed
+    with pytest.raises(ConfigError, match="pip install bitsandbytes"):
+        build_optimizer(params, 1e-4, eight_bit=True, device=torch.device("cuda"))
+    plain = build_optimizer(params, 1e-4)
+    assert isinstance(plain, torch.optim.AdamW) and plain.defaults["fused"]
