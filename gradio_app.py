@@ -34,7 +34,7 @@ from latentsync import paths
 from latentsync.config import load_config
 from latentsync.errors import ConfigError, LatentSyncError, MediaError
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline, SyncReport
-from latentsync.pipelines.loading import default_whisper_path, download_hint, load_pipeline
+from latentsync.pipelines.loading import SCHEDULERS, default_whisper_path, download_hint, load_pipeline, make_scheduler
 from latentsync.pipelines.progress import ProgressHook
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
@@ -151,6 +151,7 @@ class Job:
     output: str
     work_dir: str
     steps: int
+    scheduler: str  # "ddim" or "dpm++" (latentsync.pipelines.loading.SCHEDULERS)
     guidance: float
     seed: int
     deepcache_interval: int | None  # None: deep cache off
@@ -205,6 +206,8 @@ class Lipsyncer:
             else:
                 pipeline.disable_deepcache()
             pipeline.audio_encoder.windows = job.audio_windows
+            if not isinstance(pipeline.scheduler, SCHEDULERS[job.scheduler]):
+                pipeline.scheduler = make_scheduler(job.scheduler)
             return pipeline(
                 job.video,
                 job.audio,
@@ -347,6 +350,7 @@ def new_job(work_dir: str, face: str, audio: str, settings: dict) -> Job:
         output=os.path.join(work_dir, Path(face).stem + RESULT_SUFFIX),
         work_dir=work_dir,
         steps=int(settings["steps"]),
+        scheduler=settings["scheduler"],
         guidance=float(settings["guidance"]),
         seed=seed if seed != -1 else int(torch.seed() % (2**31)),
         deepcache_interval=int(settings["deepcache_interval"]) if settings["deepcache"] else None,
@@ -365,8 +369,8 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
     defaults = args.generation
 
     def lipsync(video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index, audio_windows,
-                request: gr.Request, progress=gr.Progress()):
-        settings = dict(steps=steps, guidance=guidance, seed=seed, deepcache=deepcache,
+                scheduler, request: gr.Request, progress=gr.Progress()):
+        settings = dict(steps=steps, guidance=guidance, seed=seed, deepcache=deepcache, scheduler=scheduler,
                         deepcache_interval=deepcache_interval, face_index=face_index, audio_windows=audio_windows)
         work_dir = None
         try:
@@ -388,7 +392,7 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
                            duration=None) from err
         seconds = time.monotonic() - start
         done = (f"Done in {seconds:.1f} s: {report.frames} frames, {report.synced_frames} lip-synced, "
-                f"{report.frames_without_face} without a face (copied unchanged). Seed {job.seed}.")
+                f"{report.frames_without_face} without a face (copied unchanged). Seed {job.seed}, sampler {job.scheduler}.")
         logger.info("%s -> %s", done, report.output_path)
         return report.output_path, done
 
@@ -410,6 +414,8 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
                 audio = gr.Audio(label="Speech", type="filepath", sources=["upload", "microphone"], elem_id="audio")
                 with gr.Accordion("Advanced options", open=False):
                     steps = gr.Slider(1, 100, value=defaults.inference_steps, step=1, label="Inference steps")
+                    scheduler = gr.Radio(list(SCHEDULERS), value=defaults.scheduler,
+                                         label="Sampler (dpm++: about as good at 10 steps as ddim at 20)")
                     guidance = gr.Slider(1.0, 3.0, value=defaults.guidance_scale, step=0.1,
                                          label="Guidance scale (1.0: off)")
                     seed = gr.Number(value=defaults.seed, precision=0, label="Seed (-1: random)")
@@ -431,7 +437,7 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
         button.click(
             lipsync,
             inputs=[video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index,
-                    audio_windows],
+                    audio_windows, scheduler],
             outputs=[result, summary],
             api_name="lipsync",
             concurrency_limit=service.slots,

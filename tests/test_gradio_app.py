@@ -314,14 +314,23 @@ def test_gradio_client_gets_a_video_and_readable_errors(server, media, tmp_path)
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path))
 
-    def lipsync(video: Path | None, audio: Path, seed: int = 7, photo: Path | None = None, steps: int = 1):
+    def lipsync(video: Path | None, audio: Path, seed: int = 7, photo: Path | None = None, steps: int = 1,
+                sampler: str = "ddim"):
         files = [handle_file(str(path)) if path else None for path in (video, photo, audio)]
-        return client.predict(*files, steps, 1.5, seed, True, 3, -1, "overlap", api_name="/lipsync")
+        return client.predict(*files, steps, 1.5, seed, True, 3, -1, "overlap", sampler, api_name="/lipsync")
 
     video, summary = lipsync(media["face.mp4"], media["speech.wav"])
     assert Path(video).is_relative_to(tmp_path)
     assert_valid_output(Path(video), AUDIO_SECONDS, size=VIDEO_SIZE)
     assert "30 frames, 30 lip-synced, 0 without a face" in summary and "Seed 7" in summary
+
+    # The sampler is the job's: DPM-Solver++ (second order from its second step) vs DDIM, same seed.
+    samplers = {name: lipsync(media["face.mp4"], media["speech.wav"], steps=2, sampler=name) for name in ("ddim", "dpm++")}
+    assert all("sampler " + name in summary for name, (_, summary) in samplers.items())
+    frames = {name: np.stack(list(VideoReader(video))) for name, (video, _) in samplers.items()}
+    assert np.abs(frames["ddim"].astype(int) - frames["dpm++"]).max() > 3
+    with pytest.raises(AppError):
+        lipsync(media["face.mp4"], media["speech.wav"], sampler="euler")  # not one of the choices
 
     # A photo instead of a video: a still face for as long as the audio.
     video, summary = lipsync(None, media["speech.wav"], photo=media["photo.png"])
