@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proof that U-Net training learns to lip-sync, on CPU (about 45 minutes with the cores to itself):
+# Proof that U-Net training learns to lip-sync, on CPU (about an hour with the cores to itself):
 # synthetic talking heads -> a small VAE -> the tiny SyncNet -> stage 1 (<= 15 min) -> stage 2 with
 # every loss (LPIPS and TREPA with random-init backbones, logged as such) -> the trained UNet
 # lip-syncs held-out clips to their own audio and the SyncNet judges them. Last lines:
