@@ -31,7 +31,7 @@ from latentsync.models.hyperiqa import HyperNet
 from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 
 logger = logging.getLogger(__name__)
 

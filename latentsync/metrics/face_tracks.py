@@ -20,7 +20,7 @@ from scipy import signal
 from tqdm.auto import tqdm
 
 from latentsync.models.s3fd import S3FDDetector
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 
 logger = logging.getLogger(__name__)
 

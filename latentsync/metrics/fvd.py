@@ -20,7 +20,7 @@ import torch
 
 from latentsync.errors import CheckpointError, MediaError, NoFaceError
 from latentsync.metrics.model_files import require_model_file
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 
 PROTOCOLS = ("stylegan-v", "latentsync")
 DEFAULT_PROTOCOL = "stylegan-v"

@@ -11,7 +11,8 @@ import torch
 
 from latentsync.errors import MediaError
 from latentsync.models.hyperiqa import HyperNet, quality_scores
-from latentsync.utils.media import VideoReader, probe_video
+from latentsync.media.probe import probe_video
+from latentsync.media.reader import VideoReader
 
 CROP = 224  # px
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

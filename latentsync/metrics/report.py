@@ -13,7 +13,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from latentsync.errors import LatentSyncError
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)

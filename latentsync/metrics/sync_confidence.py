@@ -23,7 +23,7 @@ from latentsync.errors import NoFaceError
 from latentsync.metrics.face_tracks import FaceTrack, TrackSettings, find_tracks, track_crops
 from latentsync.models.s3fd import S3FDDetector
 from latentsync.models.syncnet_classic import LIP_FRAMES, MFCC_STEPS, ClassicSyncNet
-from latentsync.utils.media import load_audio
+from latentsync.media.audio import load_audio
 
 VSHIFT = 15  # frames searched either side of zero (+-0.6 s at 25 fps)
 MFCC_PER_FRAME = 4  # MFCC steps (100 Hz) per video frame (25 fps)

@@ -6,7 +6,7 @@ import torch
 
 from latentsync.metrics import image_quality
 from latentsync.metrics.image_quality import center_crop_normalise, probe_frames, video_quality
-from latentsync.utils.media import VideoWriter
+from latentsync.media.writer import VideoWriter
 
 
 def _numbered_video(path, count=9, size=(240, 300)):
