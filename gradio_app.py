@@ -23,29 +23,31 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from latentsync import paths
-from latentsync.config import load_config
-from latentsync.errors import ConfigError, LatentSyncError, MediaError
+from latentsync.errors import ConfigError, LatentSyncError, MediaError, one_line
 from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from latentsync.media.probe import probe_video
-from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline, SyncReport
-from latentsync.pipelines.loading import SCHEDULERS, default_whisper_path, download_hint, load_pipeline, make_scheduler
+from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+from latentsync.pipelines.loading import load_pipeline_for, missing_model_files, release_of
 from latentsync.pipelines.progress import ProgressHook
-from latentsync.utils.device import DEVICE_CHOICES, pick_device
+from latentsync.pipelines.video_runner import SyncReport, sync_video
+from latentsync.settings import (
+    SETTINGS, WEB_CONTROL, WEB_FLAG, HelpFormatter, InferenceSettings, SettingSpec, add_setting_flags, parse_settings,
+)
+from latentsync.utils.device import pick_device
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger("gradio_app")
 
-VIDEO_TYPES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-AUDIO_TYPES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_TYPES)  # or a video's sound
+SERVER_SETTINGS = tuple(spec.name for spec in SETTINGS if spec.web == WEB_FLAG)  # flags of this app
+CONTROLS = tuple(spec for spec in SETTINGS if spec.web == WEB_CONTROL)  # per request: controls and API parameters
 EXAMPLES = [(paths.PROJECT_ROOT / "assets" / "demo_video.mp4", paths.PROJECT_ROOT / "assets" / "demo_audio.wav")]
 CACHE_CLEANUP = (1800, 3600)  # every 30 min, Gradio deletes its uploads and results older than an hour
 RESULT_SUFFIX = "_lipsynced.mp4"  # face.mp4 -> face_lipsynced.mp4
@@ -62,29 +64,15 @@ STAGE_LABELS = {
 # --------------------------------------------------------------------------- arguments
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the description's line breaks and show each option's default."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """Model options as in scripts/inference.py (defaults from configs/inference.yaml), then server options."""
-    defaults = load_config(paths.INFERENCE_CONFIG)
+    """``--config`` and the settings the server fixes (models, device, folders), then the server's own options.
 
-    def project(key: str) -> str | None:  # the config's paths are relative to the project, flags to the caller
-        return None if defaults[key] is None else os.fspath(paths.project_path(defaults[key]))
-
-    parser = argparse.ArgumentParser(prog="python gradio_app.py", description=__doc__, formatter_class=_HelpFormatter)
+    Every other setting (steps, sampler, guidance, seed, deep cache, face, windows, detection,
+    encoding) is a control of the page and a parameter of its API, its default from the config.
+    """
+    parser = argparse.ArgumentParser(prog="python gradio_app.py", description=__doc__, formatter_class=HelpFormatter)
+    add_setting_flags(parser, SERVER_SETTINGS)
     add = parser.add_argument
-    add("--unet_config_path", default=project("unet_config_path"),
-        help="UNet config (stage2_512.yaml: 1.6, stage2.yaml: 1.5)")
-    add("--inference_ckpt_path", default=project("inference_ckpt_path"),
-        help="UNet weights, {'state_dict', 'global_step'} .pt")
-    add("--whisper_path", default=project("whisper_path"),
-        help="Whisper checkpoint; None: picked by the UNet's audio width")
-    add("--vae_path", default=project("vae_path"), help="folder of a diffusers AutoencoderKL")
-    add("--device", choices=DEVICE_CHOICES, default=defaults.device,
-        help="where to run; auto = cuda, then mps, then cpu")
-    add("--face_detector", choices=("auto", "insightface", "mediapipe"), default=defaults.face_detector)
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network interface)")
     add("--port", type=int, default=7860, help="port to listen on")
     add("--share", action="store_true", help="also publish a temporary public *.gradio.live link (off: local only)")
@@ -92,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--concurrency", type=int, help="jobs run at once, each with its own pipeline (default: one per GPU, else 1)")
     add("--max_queue", type=int, default=20, help="jobs that may wait in line; more are turned away")
     add("--max_seconds", type=float, default=60.0, help="longest video or audio accepted, in seconds")
-    add("--temp_dir", help="parent of the app's temporary folder (default: the system's)")
     add("-v", "--verbose", action="store_true", help="debug logging")
-    parser.set_defaults(generation=defaults)  # the CLI's generation defaults seed the page's controls
     return parser
 
 
@@ -109,23 +95,6 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
 
 
 # --------------------------------------------------------------------------- models
-
-
-def missing_checkpoints(args: argparse.Namespace) -> list[str]:
-    """One line per model file that is not where the arguments say: what it is and how to fetch it."""
-    config = load_config(args.unet_config_path, required=("model.cross_attention_dim",))
-    width = config.model.cross_attention_dim
-    whisper = args.whisper_path or default_whisper_path(width)
-    wanted = [
-        ("UNet checkpoint", args.inference_ckpt_path, "latentsync_unet.pt", os.path.isfile),
-        ("Whisper checkpoint", whisper, paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt"), os.path.isfile),
-        ("VAE folder", args.vae_path, "vae", os.path.isdir),
-    ]
-    return [
-        f"{what} `{path}`: {download_hint(args.unet_config_path, name)}"
-        for what, path, name, exists in wanted
-        if not exists(path)
-    ]
 
 
 def job_devices(device: str, concurrency: int | None) -> list[torch.device]:
@@ -143,52 +112,37 @@ def job_devices(device: str, concurrency: int | None) -> list[torch.device]:
     return [chosen] * count
 
 
-@dataclass(frozen=True)
-class Job:
-    """One request, checked: the files and the generation settings."""
-
-    video: str
-    audio: str
-    output: str
-    work_dir: str
-    steps: int
-    scheduler: str  # "ddim" or "dpm++" (latentsync.pipelines.loading.SCHEDULERS)
-    guidance: float
-    seed: int
-    deepcache_interval: int | None  # None: deep cache off
-    face_index: int | None  # None: the largest face
-    audio_windows: str
-
-
 class Lipsyncer:
-    """The pipelines loaded at start, one per job that may run at once, or why they could not be loaded."""
+    """The pipelines loaded at start, one per job that may run at once, or why they could not be loaded.
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    A job is a settings object; nothing of it is set on a pipeline, so jobs with any settings share them.
+    """
+
+    def __init__(self, args: argparse.Namespace, settings: InferenceSettings) -> None:
+        self.settings = settings
         self.slots = 1
         self.problem: str | None = None  # Markdown shown in the page when no model could be loaded
         self.summary = "no models loaded"
         self._free: queue.SimpleQueue[LipsyncPipeline] = queue.SimpleQueue()
         try:
-            missing = missing_checkpoints(args)
+            missing = missing_model_files(settings.unet_config_path, settings.inference_ckpt_path,
+                                          settings.whisper_path, settings.vae_path)
             if missing:
                 self.problem = "The model files are missing, so nothing can be lip-synced yet:\n\n" + "\n".join(
-                    f"- {line}" for line in missing
+                    f"- {m.what} `{m.path}`: {m.hint}" for m in missing
                 ) + "\n\nFetch them, then restart the app."
                 return
-            devices = job_devices(args.device, args.concurrency)
+            devices = job_devices(settings.device, args.concurrency)
             for device in devices:
-                self._free.put(self._load(device))
+                self._free.put(self._load(device, args.verbose))
         except LatentSyncError as err:
             self.problem = f"The models could not be loaded: {err}"
             return
         self.slots = len(devices)
-        self.summary = describe_models(args, self._peek(), devices)
+        self.summary = describe_models(settings, self._peek(), devices)
 
-    def _load(self, device: torch.device) -> LipsyncPipeline:
-        args = self.args
-        pipeline = load_pipeline(args.unet_config_path, args.inference_ckpt_path, whisper_path=args.whisper_path,
-                                 vae_path=args.vae_path, device=device.type, face_detector=args.face_detector)
+    def _load(self, device: torch.device, verbose: bool) -> LipsyncPipeline:
+        pipeline = load_pipeline_for(self.settings, device=device.type, show_native_logs=verbose)
         return pipeline.to(device) if device.index else pipeline  # one job per GPU: cuda:1, cuda:2...
 
     def _peek(self) -> LipsyncPipeline:
@@ -196,47 +150,28 @@ class Lipsyncer:
         self._free.put(pipeline)
         return pipeline
 
-    def run(self, job: Job, progress: ProgressHook) -> SyncReport:
+    def run(self, job: InferenceSettings, progress: ProgressHook) -> SyncReport:
         """Lip-sync one job on a free pipeline (the queue never runs more jobs than there are pipelines)."""
         if self.problem:
             raise LatentSyncError(self.problem)
         pipeline = self._free.get()
         try:
-            if job.deepcache_interval:
-                pipeline.enable_deepcache(job.deepcache_interval)
-            else:
-                pipeline.disable_deepcache()
-            pipeline.audio_encoder.windows = job.audio_windows
-            if not isinstance(pipeline.scheduler, SCHEDULERS[job.scheduler]):
-                pipeline.scheduler = make_scheduler(job.scheduler)
-            return pipeline(
-                job.video,
-                job.audio,
-                job.output,
-                num_inference_steps=job.steps,
-                guidance_scale=job.guidance,
-                generator=pipeline.make_generator(job.seed),
-                face_index=job.face_index,
-                temp_dir=job.work_dir,
-                progress=progress,
-            )
+            return sync_video(pipeline, job, progress=progress)
         finally:
             self._free.put(pipeline)
 
 
-def describe_models(args: argparse.Namespace, pipeline: LipsyncPipeline, devices: list[torch.device]) -> str:
+def describe_models(settings: InferenceSettings, pipeline: LipsyncPipeline, devices: list[torch.device]) -> str:
     """The footer: which weights, which release, where they run, and the versions of the code."""
-    manifest = load_config(paths.CHECKPOINTS_MANIFEST)
-    config = paths.project_path(args.unet_config_path)
-    release = next((f"LatentSync {name}" for name, r in manifest.releases.items()
-                    if paths.project_path(r.unet_config) == config), "custom UNet config")
+    release = release_of(settings.unet_config_path)
     where = ", ".join(sorted({f"{d} ({torch.cuda.get_device_name(d)})" if d.type == "cuda" else str(d)
                               for d in devices}))
     versions = ", ".join(f"{package} {metadata.version(package)}" for package in ("torch", "diffusers", "gradio"))
     return (
-        f"{release}: UNet `{Path(args.inference_ckpt_path).name}` ({Path(args.unet_config_path).name}, "
+        f"{f'LatentSync {release}' if release else 'custom UNet config'}: UNet "
+        f"`{Path(settings.inference_ckpt_path).name}` ({Path(settings.unet_config_path).name}, "
         f"{pipeline.resolution} px, {pipeline.num_frames} frames per clip), Whisper "
-        f"`{Path(pipeline.audio_encoder.model_path).name}`, VAE `{Path(args.vae_path).name}` · "
+        f"`{Path(pipeline.audio_encoder.model_path).name}`, VAE `{Path(settings.vae_path).name}` · "
         f"device {where}, {pipeline.dtype} · {versions}"
     )
 
@@ -257,12 +192,14 @@ def check_inputs(video: str | None, photo: str | None, audio: str | None, max_se
         raise MediaError("Upload a video or a photo of a face.")
     if not audio:
         raise MediaError("Upload or record the speech audio.")
-    if Path(face).suffix.lower() not in VIDEO_TYPES + IMAGE_TYPES:
+    if Path(face).suffix.lower() not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
         raise MediaError(
-            f"{_name(face)!r} is not a video or a photo: use {', '.join(VIDEO_TYPES)} or {', '.join(IMAGE_TYPES)}."
+            f"{_name(face)!r} is not a video or a photo: use {', '.join(VIDEO_EXTENSIONS)} "
+            f"or {', '.join(IMAGE_EXTENSIONS)}."
         )
-    if Path(audio).suffix.lower() not in AUDIO_TYPES:
-        raise MediaError(f"{_name(audio)!r} is not an audio file: use {', '.join(AUDIO_TYPES)}.")
+    sound = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS  # or a video's sound
+    if Path(audio).suffix.lower() not in sound:
+        raise MediaError(f"{_name(audio)!r} is not an audio file: use {', '.join(sound)}.")
     try:
         info = probe_video(face)
     except MediaError as err:
@@ -278,8 +215,8 @@ def check_inputs(video: str | None, photo: str | None, audio: str | None, max_se
 
 
 def readable(err: LatentSyncError, *files: str) -> str:
-    """An error's first line with server-side paths shortened to the names the user uploaded."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """An error as one line, with server-side paths shortened to the names the user uploaded."""
+    text = one_line(err)
     for path in files:
         if path:
             text = text.replace(path, _name(path))
@@ -341,45 +278,36 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_job(work_dir: str, face: str, audio: str, settings: dict) -> Job:
-    """A job writing its result and working files into ``work_dir``; seed -1 draws one."""
-    seed = int(settings["seed"])
-    face_index = int(settings["face_index"])
-    return Job(
-        video=face,
-        audio=audio,
-        output=os.path.join(work_dir, Path(face).stem + RESULT_SUFFIX),
-        work_dir=work_dir,
-        steps=int(settings["steps"]),
-        scheduler=settings["scheduler"],
-        guidance=float(settings["guidance"]),
-        seed=seed if seed != -1 else int(torch.seed() % (2**31)),
-        deepcache_interval=int(settings["deepcache_interval"]) if settings["deepcache"] else None,
-        face_index=None if face_index < 0 else face_index,
-        audio_windows=settings["audio_windows"],
-    )
+def control_value(spec: SettingSpec, value: Any) -> Any:
+    """A setting's value as its control shows it: an optional number's none is -1 (e.g. the largest face)."""
+    return -1 if value is None and spec.optional else value
 
 
-# --------------------------------------------------------------------------- the page
+def setting_value(spec: SettingSpec, shown: Any) -> Any:
+    """A control's value as the setting (the inverse of :func:`control_value`; the settings check the rest)."""
+    return None if spec.optional and shown is not None and float(shown) == -1 else shown
 
 
-def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespace):
-    """The Blocks page; its one event, ``/lipsync``, is also the API."""
+def new_job(work_dir: str, face: str, audio: str, settings: InferenceSettings, shown: dict[str, Any]) -> InferenceSettings:
+    """The server's settings with a request's control values, its files, and ``work_dir`` for its result and
+    working files (ConfigError for a value out of range)."""
+    values = {spec.name: setting_value(spec, shown[spec.name]) for spec in CONTROLS if spec.name in shown}
+    output = os.path.join(work_dir, Path(face).stem + RESULT_SUFFIX)
+    return settings.replace(video_path=face, audio_path=audio, video_out_path=output, temp_dir=work_dir, **values)
+
+
+def make_lipsync(service: Lipsyncer, workspace: Workspace, max_seconds: float) -> Callable:
+    """The page's one event, ``/lipsync``: the files, then one keyword per control (the settings' names)."""
     import gradio as gr  # after main() pointed GRADIO_TEMP_DIR at the workspace
 
-    defaults = args.generation
-
-    def lipsync(video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index, audio_windows,
-                scheduler, request: gr.Request, progress=gr.Progress()):
-        settings = dict(steps=steps, guidance=guidance, seed=seed, deepcache=deepcache, scheduler=scheduler,
-                        deepcache_interval=deepcache_interval, face_index=face_index, audio_windows=audio_windows)
+    def lipsync(video, photo, audio, request: gr.Request, progress=gr.Progress(), **shown):
         work_dir = None
         try:
-            face, speech = check_inputs(video, photo, audio, args.max_seconds)
+            face, speech = check_inputs(video, photo, audio, max_seconds)
             if service.problem:
                 raise LatentSyncError("The models are not loaded; the message at the top of the page says why.")
             work_dir = workspace.new_job_dir(request.session_hash or "api")
-            job = new_job(work_dir, face, speech, settings)
+            job = new_job(work_dir, face, speech, service.settings, shown)
             start = time.monotonic()
             report = service.run(job, progress_hook(progress))
         except LatentSyncError as err:
@@ -393,9 +321,36 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
                            duration=None) from err
         seconds = time.monotonic() - start
         done = (f"Done in {seconds:.1f} s: {report.frames} frames, {report.synced_frames} lip-synced, "
-                f"{report.frames_without_face} without a face (copied unchanged). Seed {job.seed}, sampler {job.scheduler}.")
+                f"{report.frames_without_face} without a face (copied unchanged). "
+                f"Seed {report.seed}, sampler {job.scheduler}.")
         logger.info("%s -> %s", done, report.output_path)
         return report.output_path, done
+
+    return lipsync
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def make_control(spec: SettingSpec, value: Any):
+    """The control of a per-request setting, showing ``value`` (the config's default)."""
+    import gradio as gr
+
+    value = control_value(spec, value)
+    if spec.choices:
+        return gr.Radio(list(spec.choices), value=value, label=spec.label)
+    if spec.kind is bool:
+        return gr.Checkbox(value=value, label=spec.label)
+    if spec.form is not None:
+        low, high, step = spec.form
+        return gr.Slider(min(low, value), max(high, value), value=value, step=step, label=spec.label)
+    return gr.Number(value=value, precision=0 if spec.kind is int else None, label=spec.label)
+
+
+def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespace):
+    """The Blocks page; its one event, ``/lipsync``, is also the API (parameters: the files, then the
+    controls in the settings' order, named as the settings)."""
+    import gradio as gr  # after main() pointed GRADIO_TEMP_DIR at the workspace
 
     def end_session(request: gr.Request) -> None:
         workspace.remove_session(request.session_hash)
@@ -414,19 +369,7 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
                                          elem_id="photo")
                 audio = gr.Audio(label="Speech", type="filepath", sources=["upload", "microphone"], elem_id="audio")
                 with gr.Accordion("Advanced options", open=False):
-                    steps = gr.Slider(1, 100, value=defaults.inference_steps, step=1, label="Inference steps")
-                    scheduler = gr.Radio(list(SCHEDULERS), value=defaults.scheduler,
-                                         label="Sampler (dpm++: about as good at 10 steps as ddim at 20)")
-                    guidance = gr.Slider(1.0, 3.0, value=defaults.guidance_scale, step=0.1,
-                                         label="Guidance scale (1.0: off)")
-                    seed = gr.Number(value=defaults.seed, precision=0, label="Seed (-1: random)")
-                    deepcache = gr.Checkbox(value=defaults.enable_deepcache, label="Deep cache (faster)")
-                    deepcache_interval = gr.Slider(1, 10, value=defaults.deepcache_interval, step=1,
-                                                   label="Deep cache: recompute deep features every N steps")
-                    face_index = gr.Number(value=-1 if defaults.face_index is None else defaults.face_index,
-                                           precision=0, label="Face to sync (-1: largest; 0: leftmost, 1: next...)")
-                    audio_windows = gr.Radio(["overlap", "upstream"], value=defaults.audio_windows,
-                                             label="Audio windows (upstream: the reference's 30 s windows)")
+                    controls = {spec.name: make_control(spec, getattr(service.settings, spec.name)) for spec in CONTROLS}
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 result = gr.Video(label="Lip-synced video", interactive=False, buttons=["download"], elem_id="result")
@@ -436,9 +379,9 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
             gr.Examples(examples, inputs=[video, audio], label="Example")
         gr.Markdown(f"<small>{service.summary}</small>", elem_id="footer")
         button.click(
-            lipsync,
-            inputs=[video, photo, audio, steps, guidance, seed, deepcache, deepcache_interval, face_index,
-                    audio_windows, scheduler],
+            make_lipsync(service, workspace, args.max_seconds),
+            inputs=[video, photo, audio],
+            inputs_kwargs=controls,
             outputs=[result, summary],
             api_name="lipsync",
             concurrency_limit=service.slots,
@@ -458,19 +401,19 @@ def _stop(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, settings = parse_settings(build_parser(), argv)
         auth = parse_auth(args.auth)
     except LatentSyncError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
     start_dir = os.getcwd()
-    workspace = Workspace(args.temp_dir)
+    workspace = Workspace(settings.temp_dir)
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     signal.signal(signal.SIGTERM, _stop)
     try:
-        service = Lipsyncer(args)
+        service = Lipsyncer(args, settings)
         if service.problem:
             logger.warning("%s", service.problem)
         demo = build_demo(service, workspace, args)

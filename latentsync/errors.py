@@ -1,7 +1,7 @@
 """User-facing failures, one type each.
 
 Every message names the offending file or key and says how to fix it. The CLIs in
-``scripts/`` catch :class:`LatentSyncError` once and print a single line.
+``scripts/`` catch :class:`LatentSyncError` once and print a single line (:func:`one_line`).
 """
 
 
@@ -43,3 +43,11 @@ class TrainingDivergedError(LatentSyncError):
 
 class OutputError(LatentSyncError):
     """The output cannot be written where asked, or would overwrite one of the inputs."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: its first line plus its last detail line (ffmpeg's stderr tails run long)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"

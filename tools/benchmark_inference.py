@@ -11,8 +11,18 @@ on every full frame, libx264 "medium") and the fast one on the same input, for b
 ratios. With several lengths it also prints the ratio of the peaks (streaming keeps peak memory
 flat in the video's length: target within 15%).
 
+``--end-to-end`` measures what a user waits for instead: ``inference.sh`` from process start to
+file written (start-up included: interpreter, imports, model loading, first detection), and, in a
+second process of the same checkout, where that time goes (imports, loading, audio features,
+first face detection, first frame handed to the encoder, last frame, file written). ``--code DIR
+...`` names project checkouts to run (e.g. the commit before a change, from ``git worktree`` or
+``git archive``), alternating run by run so a busy spell of a shared machine hits each alike;
+``--importtime`` adds the heaviest imports of ``scripts.inference`` (``python -X importtime``).
+
   .venv/bin/python -m tools.benchmark_inference                                    # 10 s vs 120 s, 128x128
   .venv/bin/python -m tools.benchmark_inference --seconds 4 --size 1080x1920 --frame-path reference fast
+  .venv/bin/python -m tools.benchmark_inference --end-to-end --seconds 10 --size 1080x1920 --threads 2 \
+      --code /tmp/before . --repeat 3 --importtime
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import resource
 import subprocess
@@ -263,6 +274,183 @@ def print_comparison(before: dict, after: dict, steps: int) -> None:
         print(f"| {stage} | {a:.1f} | {b:.1f} | {speedup} |")
 
 
+# --------------------------------------------------------------------------- end to end, start-up included
+
+# Runs in a fresh process of the checkout being measured (``python -c``), so it may only use what
+# every checkout has: the CLI's main(), the progress hook, the reader/writer and model classes.
+# Times are seconds since the parent started the process (LATENTSYNC_BENCH_T0, wall clock).
+_STARTUP_DRIVER = r"""
+import json, os, sys, time
+T0 = float(os.environ["LATENTSYNC_BENCH_T0"])
+marks, spent = {}, {}
+def mark(name):
+    marks.setdefault(name, round(time.time() - T0, 4))
+def timed(name, function):
+    def wrapper(*args, **kwargs):
+        start = time.time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] = round(spent.get(name, 0.0) + time.time() - start, 4)
+    return wrapper
+mark("interpreter started")
+import scripts.inference as cli
+mark("imports done")
+from latentsync.face.alignment import FaceAligner
+from latentsync.media.writer import VideoWriter
+from latentsync.models.unet import UNet3DConditionModel
+from latentsync.pipelines.progress import TqdmProgress
+from latentsync.whisper.audio2feature import Audio2Feature
+import diffusers
+progress = TqdmProgress.__call__
+def on_progress(self, stage, done, total):
+    if stage == "audio" and done == 0:
+        mark("models loaded")
+    if stage == "audio" and done == total:
+        mark("audio features")
+    if stage == "write" and done == total:
+        mark("file written (muxed)")
+    return progress(self, stage, done, total)
+TqdmProgress.__call__ = on_progress
+detect = FaceAligner._detect
+def on_detect(self, *args, **kwargs):
+    found = detect(self, *args, **kwargs)
+    mark("first face detection")
+    return found
+FaceAligner._detect = on_detect
+def first(name, function):
+    def wrapper(*args, **kwargs):
+        mark(name + " (start)")
+        result = function(*args, **kwargs)
+        mark(name)
+        return result
+    return wrapper
+from latentsync.media.reader import VideoReader
+frames = VideoReader.frames
+def on_frames(self, *args, **kwargs):
+    mark("decoding, pass 1" if "decoding, pass 1" not in marks else "decoding, pass 2")
+    return frames(self, *args, **kwargs)
+VideoReader.frames = on_frames
+FaceAligner.align = first("first alignment", FaceAligner.align)
+FaceAligner.restore_clip = first("first restore", FaceAligner.restore_clip)
+UNet3DConditionModel.forward = first("first UNet step", UNet3DConditionModel.forward)
+write = VideoWriter.write
+def on_write(self, frame):
+    mark("first frame to the encoder")
+    return write(self, frame)
+VideoWriter.write = on_write
+unet_load = UNet3DConditionModel.from_checkpoint
+UNet3DConditionModel.from_checkpoint = timed("UNet", unet_load)
+vae_load = diffusers.AutoencoderKL.from_pretrained
+diffusers.AutoencoderKL.from_pretrained = timed("VAE", vae_load)
+Audio2Feature.__init__ = timed("Whisper", Audio2Feature.__init__)
+from latentsync.face import detection
+detection.make_face_detector = timed("face detector", detection.make_face_detector)
+import latentsync.pipelines.loading as loading
+loading.make_face_detector = detection.make_face_detector
+code = cli.main(sys.argv[1:])
+mark("main returned")
+print(json.dumps({"code": code, "marks": marks, "loading": spent}))
+"""
+
+STARTUP_MARKS = (
+    "interpreter started", "imports done", "models loaded", "audio features", "first face detection",
+    "first frame to the encoder", "file written (muxed)", "main returned",
+)
+DETAIL_MARKS = (  # printed with --verbose-marks: where the wait for the first frame goes
+    "decoding, pass 1", "decoding, pass 2", "first alignment (start)", "first alignment",
+    "first UNet step (start)", "first UNet step", "first restore (start)", "first restore",
+)
+
+
+def _cli_flags(models: dict, video: str, audio: str, out: str, args: argparse.Namespace) -> list[str]:
+    return ["--unet_config_path", models["unet_config"], "--inference_ckpt_path", models["unet_ckpt"],
+            "--whisper_path", models["whisper"], "--vae_path", models["vae"], "--video_path", video,
+            "--audio_path", audio, "--video_out_path", out, "--inference_steps", str(args.steps),
+            "--device", args.device, "--face_detector", "mediapipe"]
+
+
+def _checkout_env(checkout: Path, threads: int) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(checkout), "PYTHON": sys.executable}
+
+
+def end_to_end_run(checkout: Path, models: dict, video: str, audio: str, args: argparse.Namespace) -> dict:
+    """One ``inference.sh`` run (wall seconds, process start to exit with the file written) and one
+    instrumented run of the same checkout (the start-up milestones)."""
+    with tempfile.TemporaryDirectory(prefix="latentsync-e2e-") as out_dir:
+        out = os.path.join(out_dir, "out.mp4")
+        flags = _cli_flags(models, video, audio, out, args)
+        env = _checkout_env(checkout, args.threads)
+        start = time.time()
+        done = subprocess.run(["bash", str(checkout / "inference.sh"), *flags], cwd=checkout, env=env,
+                              capture_output=True, text=True, check=False)
+        wall = time.time() - start
+        if done.returncode != 0 or not os.path.isfile(out):
+            sys.exit(f"inference.sh of {checkout} failed:\n{done.stderr[-3000:]}")
+        os.remove(out)
+        env["LATENTSYNC_BENCH_T0"] = repr(time.time())
+        traced = subprocess.run([sys.executable, "-c", _STARTUP_DRIVER, *flags], cwd=checkout, env=env,
+                                capture_output=True, text=True, check=False)
+        if traced.returncode != 0:
+            sys.exit(f"instrumented run of {checkout} failed:\n{traced.stderr[-3000:]}")
+        result = json.loads(traced.stdout.strip().splitlines()[-1])
+    return {"wall": wall, **result}
+
+
+def import_breakdown(checkout: Path, threads: int, top: int = 12) -> list[tuple[str, float]]:
+    """The heaviest imports of ``scripts.inference`` (``-X importtime``): (module, cumulative s), nested ones indented."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import scripts.inference"], cwd=checkout,
+                          env=_checkout_env(checkout, threads), capture_output=True, text=True, check=True)
+    rows = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.split("|")
+        depth = (len(name) - len(name.lstrip())) // 2
+        if depth <= 2:
+            rows.append((name.rstrip(), int(cumulative) / 1e6))
+    return sorted(rows, key=lambda row: -row[1])[:top]
+
+
+def end_to_end(args: argparse.Namespace, models: dict, tmp: str) -> None:
+    """``--end-to-end``: frames/s as a user sees them, start-up included, for each checkout, alternating."""
+    checkouts = [Path(c).resolve() for c in (args.code or ["."])]
+    for seconds in args.seconds:
+        video, audio = make_inputs(tmp, seconds, args.size)
+        frames = math.ceil(seconds * 25 - 1e-9)
+        runs: dict[Path, list[dict]] = defaultdict(list)
+        for round_ in range(args.repeat):
+            for checkout in checkouts:
+                result = end_to_end_run(checkout, models, video, audio, args)
+                runs[checkout].append(result)
+                print(f"round {round_ + 1}, {checkout}: {result['wall']:.2f} s, {frames / result['wall']:.2f} frames/s "
+                      f"end to end", flush=True)
+        size = f"{args.size[0]}x{args.size[1]}"
+        print(f"\n### {seconds:g} s {size} ({frames} frames), inference.sh, {args.steps} steps, {args.device}, "
+              f"{args.threads} threads, best of {args.repeat}")
+        print("| checkout | end to end s | frames/s | " + " | ".join(STARTUP_MARKS[1:]) + " | frame path frames/s |")
+        print("|---|---:|---:|" + "---:|" * (len(STARTUP_MARKS) - 1) + "---:|")
+        for checkout, found in runs.items():
+            best = min(found, key=lambda r: r["wall"])
+            marks = {name: min(r["marks"].get(name, math.nan) for r in found) for name in STARTUP_MARKS}
+            path_seconds = marks["file written (muxed)"] - marks["first frame to the encoder"]
+            print(f"| {checkout} | {best['wall']:.2f} | {frames / best['wall']:.2f} | "
+                  + " | ".join(f"{marks[name]:.2f}" for name in STARTUP_MARKS[1:])
+                  + f" | {frames / path_seconds:.1f} |")
+        for checkout, found in runs.items():
+            print(f"{checkout.name} details (first run): " + ", ".join(
+                f"{name} {found[0]['marks'].get(name, math.nan):.2f}" for name in DETAIL_MARKS))
+        print("\nloading, seconds (best of the runs): " + "; ".join(
+            f"{checkout.name}: " + ", ".join(f"{k} {min(r['loading'].get(k, math.nan) for r in found):.2f}"
+                                              for k in found[0]["loading"])
+            for checkout, found in runs.items()))
+    if args.importtime:
+        for checkout in checkouts:
+            print(f"\nheaviest imports of scripts.inference in {checkout} (cumulative s, -X importtime):")
+            for name, cumulative in import_breakdown(checkout, args.threads):
+                print(f"  {cumulative:6.2f}  {name}")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -287,6 +475,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inference_ckpt_path")
     parser.add_argument("--vae_path")
     parser.add_argument("--whisper_path")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="time inference.sh from process start to file written, with a start-up breakdown")
+    parser.add_argument("--code", nargs="+", metavar="DIR",
+                        help="--end-to-end: project checkouts to compare, alternating (default: this one)")
+    parser.add_argument("--importtime", action="store_true", help="--end-to-end: list the heaviest imports too")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument("--audio", help=argparse.SUPPRESS)
@@ -306,6 +499,9 @@ def main(argv: list[str] | None = None) -> None:
                      "vae": args.vae_path, "whisper": args.whisper_path}
         else:
             paths = {k: str(v) for k, v in vars(write_all(Path(tmp) / "models")).items()}
+        if args.end_to_end:
+            end_to_end(args, paths, tmp)
+            return
         for seconds in args.seconds:
             video, audio = make_inputs(tmp, seconds, args.size)
             runs = defaultdict(list)

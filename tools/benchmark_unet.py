@@ -231,8 +231,8 @@ def time_setup(
     if setup.compile:
         model = torch.compile(model)
 
-    def forward():
-        return model(**inputs).sample
+    def forward(deep_cache=None):
+        return model(**inputs, deep_cache=deep_cache).sample
 
     with torch.no_grad(), attention_backend(setup.attention):
         output = forward().float().cpu()
@@ -243,7 +243,7 @@ def time_setup(
         def cycle():  # one full step, then interval - 1 steps that replay the deep blocks
             for _ in range(setup.deepcache):
                 with cache.step():
-                    forward()
+                    forward(cache)
 
         times = time_calls(cycle, device, repeats, warmup)
     return [t / setup.deepcache for t in times], output

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,28 +94,42 @@ class FaceDetector(Protocol):
     ) -> list[list[FaceDetection]]: ...
 
 
+_silenced = 0  # blocks inside native_stderr_silenced, over all threads
+_silencing = threading.Lock()
+_saved_stderr = -1
+
+
 @contextlib.contextmanager
 def native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for the block.
 
     MediaPipe's C++ (absl, glog, TFLite) and InsightFace write warnings straight to the process's
     stderr, past Python's logging, some of them after a run's last line; only the descriptor
-    itself can be quieted. ``enabled=False`` (``--verbose``) lets them through.
+    itself can be quieted. ``enabled=False`` (``--verbose``) lets them through. Blocks of several
+    threads (two runs' detectors at once) may overlap: the first in silences, the last out restores.
     """
+    global _silenced, _saved_stderr
     if not enabled:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
+    with _silencing:
+        if _silenced == 0:
+            sys.stderr.flush()
+            _saved_stderr = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        _silenced += 1
     try:
-        os.dup2(null, 2)
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+        with _silencing:
+            _silenced -= 1
+            if _silenced == 0:
+                sys.stderr.flush()
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = -1
 
 
 def check_frame(frame: np.ndarray) -> np.ndarray:

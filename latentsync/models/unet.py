@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -178,13 +178,18 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor | None = None,
         return_dict: bool = True,
+        deep_cache: Callable[..., Any] | None = None,
     ) -> UNet3DConditionOutput | tuple[torch.Tensor]:
         """Predict noise for ``sample [b, in_channels, f, h, w]``.
 
         ``timestep``: a number, a 0-d tensor (shared) or a ``[b]`` tensor (one per clip).
         ``encoder_hidden_states``: audio tokens ``[b*f, n, d]`` (row ``i*f + j`` is clip i, frame j)
-        or ``[b, f, n, d]``; None skips cross-attention.
+        or ``[b, f, n, d]``; None skips cross-attention. ``deep_cache``
+        (:class:`~latentsync.pipelines.deep_cache.DeepFeatureCache`) runs each block as
+        ``deep_cache(key, block, *inputs)``, so it may replay a block's recorded output instead; the
+        model itself is never changed, so calls with and without one can share it.
         """
+        run = deep_cache if deep_cache is not None else _run_block
         batch, _, frames = sample.shape[:3]
         if self.config.center_input_sample:
             sample = 2 * sample - 1.0
@@ -195,16 +200,16 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
 
         x = self.conv_in(sample)
         skips = [x]
-        for block in self.down_blocks:
-            x, block_skips = block(x, temb, context)
+        for i, block in enumerate(self.down_blocks):
+            x, block_skips = run(("down", i), block, x, temb, context)
             skips.extend(block_skips)
-        x = self.mid_block(x, temb, context)
-        for block in self.up_blocks:
+        x = run(("mid", 0), self.mid_block, x, temb, context)
+        for i, block in enumerate(self.up_blocks):
             n = len(block.resnets)
             block_skips, skips = skips[-n:], skips[:-n]
             # Upsample straight to the next skip's size, so inputs whose h, w are not multiples of 8 work.
             upsample_size = tuple(skips[-1].shape[-2:]) if skips else None
-            x = block(x, block_skips, temb, context, upsample_size)
+            x = run(("up", i), block, x, block_skips, temb, context, upsample_size)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
 
         if not return_dict:
@@ -259,6 +264,11 @@ def _model_section(config: str | os.PathLike | Mapping) -> dict:
     if "model" in config:
         config = config["model"]
     return dict(config)
+
+
+def _run_block(key: tuple[str, int], block: nn.Module, *inputs: Any) -> Any:
+    """How a block runs without a deep cache: plainly (``key`` names it for a cache)."""
+    return block(*inputs)
 
 
 def _timesteps_per_clip(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:

@@ -7,9 +7,9 @@ blocks 1.., mid block, up blocks ..-2) are recorded; on the following ``interval
 steps those blocks are not run: they replay the recorded outputs, and only the shallow path is
 computed on the new input. With interval 3 a 20-step clip costs 7 full and 13 shallow passes.
 
-This relies only on the UNet calling its blocks as sub-modules (``unet.down_blocks``,
-``unet.mid_block``, ``unet.up_blocks``), not on how it calls them, so it follows the model's own
-forward. The cache is per clip: :meth:`DeepFeatureCache.reset` at the start of every clip.
+The UNet runs each block through the cache it is given (``unet(..., deep_cache=cache)`` calls
+``cache(key, block, *inputs)``), so nothing of the model is swapped or hooked: one loaded UNet
+serves calls with and without a cache, from several threads at once. A cache belongs to one clip.
 """
 
 from __future__ import annotations
@@ -19,27 +19,7 @@ from typing import Any, Iterator
 
 from torch import nn
 
-
-class _Replay(nn.Module):
-    """Stands in for a block during a cached step: returns the block's recorded output.
-
-    Other attributes (e.g. ``resnets``, which the UNet counts to split its skip connections)
-    are read from the block it replaces.
-    """
-
-    def __init__(self, block: nn.Module, output: Any) -> None:
-        super().__init__()
-        self._block = (block,)  # a tuple, so the block is not registered as a sub-module
-        self._output = output
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.__dict__["_block"][0], name)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self._output
+BlockKey = tuple[str, int]  # ("down", i), ("mid", 0) or ("up", i): what the UNet names each block
 
 
 class DeepFeatureCache:
@@ -50,30 +30,15 @@ class DeepFeatureCache:
             raise ValueError(f"deep-cache interval must be >= 1, got {interval}")
         if len(unet.down_blocks) < 2 or len(unet.up_blocks) < 2:
             raise ValueError("deep caching needs a UNet with at least two down and two up blocks")
-        self.unet = unet
         self.interval = interval
-        self.reset()
-
-    def _deep_blocks(self) -> list[tuple[nn.ModuleList | None, int | str]]:
-        """(container, key) of every block whose output is cached; the mid block is an attribute."""
-        blocks: list[tuple[nn.ModuleList | None, int | str]] = []
-        blocks += [(self.unet.down_blocks, i) for i in range(1, len(self.unet.down_blocks))]
-        blocks.append((None, "mid_block"))
-        blocks += [(self.unet.up_blocks, i) for i in range(len(self.unet.up_blocks) - 1)]
-        return blocks
-
-    def _get(self, container, key) -> nn.Module:
-        return getattr(self.unet, key) if container is None else container[key]
-
-    def _set(self, container, key, module: nn.Module) -> None:
-        if container is None:
-            setattr(self.unet, key, module)
-        else:
-            container[key] = module
-
-    def reset(self) -> None:
-        """Forget recorded features (a new clip: different latents and conditioning)."""
-        self._outputs: dict[tuple[int, int | str], Any] | None = None
+        self.deep: frozenset[BlockKey] = frozenset(
+            [("down", i) for i in range(1, len(unet.down_blocks))]
+            + [("mid", 0)]
+            + [("up", i) for i in range(len(unet.up_blocks) - 1)]
+        )
+        self._outputs: dict[BlockKey, Any] | None = None  # the last full step's deep outputs
+        self._recording: dict[BlockKey, Any] | None = None  # filled during a full step
+        self._replaying = False
         self._step = 0
 
     @contextlib.contextmanager
@@ -82,39 +47,26 @@ class DeepFeatureCache:
         cached = self._outputs is not None and self._step % self.interval != 0
         self._step += 1
         if cached:
-            with self._replaying():
+            self._replaying = True
+            try:
                 yield True
-        else:
-            with self._recording():
-                yield False
-
-    @contextlib.contextmanager
-    def _recording(self) -> Iterator[None]:
-        outputs: dict[tuple[int, int | str], Any] = {}
-        handles = []
-        for index, (container, key) in enumerate(self._deep_blocks()):
-            block = self._get(container, key)
-
-            def keep(module, args, output, slot=(index, key)):
-                outputs[slot] = output
-
-            handles.append(block.register_forward_hook(keep))
+            finally:
+                self._replaying = False
+            return
+        self._recording = {}
         try:
-            yield
+            yield False
+            self._outputs = self._recording
         finally:
-            for handle in handles:
-                handle.remove()
-        self._outputs = outputs
+            self._recording = None
 
-    @contextlib.contextmanager
-    def _replaying(self) -> Iterator[None]:
-        originals = []
-        try:
-            for index, (container, key) in enumerate(self._deep_blocks()):
-                block = self._get(container, key)
-                originals.append((container, key, block))
-                self._set(container, key, _Replay(block, self._outputs[(index, key)]))
-            yield
-        finally:
-            for container, key, block in originals:
-                self._set(container, key, block)
+    def __call__(self, key: BlockKey, block: nn.Module, *inputs: Any) -> Any:
+        """Run ``block`` on ``inputs``, or, on a cached step, return its output recorded on the last full step."""
+        if key in self.deep:
+            if self._replaying:
+                return self._outputs[key]
+            output = block(*inputs)
+            if self._recording is not None:
+                self._recording[key] = output
+            return output
+        return block(*inputs)

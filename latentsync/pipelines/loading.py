@@ -1,8 +1,8 @@
 """Build a ready :class:`LipsyncPipeline` from checkpoint files: the one way every entry point does it.
 
 The CLI, the benchmarks, the tests, training validation and the Gradio app call
-:func:`load_pipeline`; code that already holds modules (random-weight benchmarks, training)
-calls :func:`assemble_pipeline`. Nothing here touches the network: a missing file is a
+:func:`load_pipeline` (:func:`load_pipeline_for` with a settings object); code that already holds
+modules (random-weight benchmarks, training) calls :func:`assemble_pipeline`. Nothing here touches the network: a missing file is a
 :class:`~latentsync.errors.CheckpointError` naming the command that downloads it.
 """
 
@@ -10,36 +10,38 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
+from diffusers import AutoencoderKL
 
 from latentsync import paths
 from latentsync.config import load_config
 from latentsync.errors import CheckpointError, ConfigError
-from latentsync.face.alignment import FaceStageOptions
 from latentsync.face.detection import make_face_detector
 from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+from latentsync.pipelines.sampling import make_scheduler
+from latentsync.settings import InferenceSettings
 from latentsync.utils.device import pick_device, pick_dtype
 from latentsync.whisper.audio2feature import Audio2Feature
 
 logger = logging.getLogger(__name__)
 
 UNET_REQUIRED_KEYS = ("data.resolution", "data.num_frames", "model.cross_attention_dim")
-# Samplers, all built from the one noise schedule in configs/scheduler_config.json. DDIM at 20
-# steps is the reference; DPM-Solver++ (2nd-order multistep) gets close in about half the steps.
-SCHEDULERS = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
-DEFAULT_SCHEDULER = "ddim"
+
+
+def release_of(unet_config_path: str | os.PathLike) -> str | None:
+    """The LatentSync release ("1.5", "1.6") whose UNet config this is (configs/checkpoints.yaml), or None."""
+    manifest = load_config(paths.CHECKPOINTS_MANIFEST)
+    config = paths.project_path(unet_config_path)
+    return next((name for name, r in manifest.releases.items() if paths.project_path(r.unet_config) == config), None)
 
 
 def download_hint(unet_config_path: str | os.PathLike, filename: str) -> str:
     """How to fetch ``filename`` (relative to the checkpoints folder, or "vae") for this UNet config."""
     manifest = load_config(paths.CHECKPOINTS_MANIFEST)
-    config = paths.project_path(unet_config_path)
-    release = next(
-        (name for name, r in manifest.releases.items() if paths.project_path(r.unet_config) == config), "1.6"
-    )
+    release = release_of(unet_config_path) or "1.6"
     setup = "bash " + paths.shown_path(paths.PROJECT_ROOT / "setup_env.sh") + ("" if release == "1.6" else f" --release {release}")
     if filename == "vae":
         command = paths.hf_download_command(manifest.vae.repo_id, list(manifest.vae.files), manifest.vae.local_dir)
@@ -48,25 +50,41 @@ def download_hint(unet_config_path: str | os.PathLike, filename: str) -> str:
     return f"run `{setup}` or `{command}`"
 
 
-def _require(path: str | os.PathLike, what: str, unet_config_path, filename: str, folder: bool = False) -> str:
-    path = os.fspath(path)
-    if not (os.path.isdir(path) if folder else os.path.isfile(path)):
-        kind = "a folder" if os.path.isfile(path) and folder else "not found"
-        raise CheckpointError(f"{what} {kind} at {path!r}: {download_hint(unet_config_path, filename)}")
-    return path
+@dataclass(frozen=True)
+class MissingFile:
+    """A model file that is not where the settings say: what it is, where, why, and how to fetch it."""
+
+    what: str  # "UNet checkpoint", "Whisper checkpoint", "VAE folder"
+    path: str
+    problem: str  # "not found", or "a folder" where a file is wanted
+    hint: str  # the commands that fetch it
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.problem} at {self.path!r}: {self.hint}"
 
 
-def max_inference_steps() -> int:
-    """The most DDIM steps the project's scheduler can take (its training timesteps less its offset)."""
-    config = DDIMScheduler.load_config(paths.SCHEDULER_DIR)
-    return config["num_train_timesteps"] - config.get("steps_offset", 0)
-
-
-def make_scheduler(name: str = DEFAULT_SCHEDULER) -> SchedulerMixin:
-    """A fresh sampler of the project's noise schedule: "ddim" or "dpm++" (DPM-Solver++ multistep)."""
-    if name not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {name!r}, choose one of {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(DDIMScheduler.load_config(paths.SCHEDULER_DIR))
+def missing_model_files(
+    unet_config_path: str | os.PathLike,
+    inference_ckpt_path: str | os.PathLike,
+    whisper_path: str | os.PathLike | None,
+    vae_path: str | os.PathLike,
+) -> list[MissingFile]:
+    """Every model file of a UNet config that is missing, in loading order (the UNet config itself must exist)."""
+    config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
+    width = config.model.cross_attention_dim
+    whisper = whisper_path if whisper_path is not None else default_whisper_path(width)
+    wanted = [
+        ("UNet checkpoint", inference_ckpt_path, "latentsync_unet.pt", False),
+        ("Whisper checkpoint", whisper, paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt"), False),
+        ("VAE folder", vae_path, "vae", True),
+    ]
+    missing = []
+    for what, path, filename, folder in wanted:
+        path = os.fspath(path)
+        if not (os.path.isdir(path) if folder else os.path.isfile(path)):
+            problem = "a folder" if os.path.isfile(path) and folder else "not found"
+            missing.append(MissingFile(what, path, problem, download_hint(unet_config_path, filename)))
+    return missing
 
 
 def default_whisper_path(audio_width: int) -> str:
@@ -83,10 +101,10 @@ def assemble_pipeline(
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
-    scheduler: str = DEFAULT_SCHEDULER,
 ) -> LipsyncPipeline:
-    """A pipeline of modules already built, with the project's ``scheduler``, moved to ``device``/``dtype``."""
-    pipeline = LipsyncPipeline(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=make_scheduler(scheduler))
+    """A pipeline of modules already built, on the project's noise schedule, moved to ``device``/``dtype``."""
+    # The schedule's own class; each call samples with a fresh sampler of its choice built from it.
+    pipeline = LipsyncPipeline(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=make_scheduler("ddim"))
     if device is not None:
         pipeline.to(device)
     if dtype is not None:
@@ -103,30 +121,24 @@ def load_pipeline(
     device: str | torch.device = "auto",
     dtype: torch.dtype | None = None,
     face_detector: str | None = "auto",
-    audio_windows: str = "overlap",
-    audio_cache_dir: str | os.PathLike | None = None,
-    deepcache_interval: int | None = None,
     show_native_logs: bool = False,
-    scheduler: str = DEFAULT_SCHEDULER,
 ) -> LipsyncPipeline:
     """Load UNet, VAE and Whisper from their files into a ready pipeline.
 
     ``whisper_path`` None picks ``checkpoints/whisper/tiny.pt`` or ``small.pt`` by the UNet's audio
     width; ``dtype`` None picks fp16 where the device runs it fast, else fp32; ``face_detector`` is
-    "auto", "insightface", "mediapipe" or None (no detector: pass one to each call), its native
-    libraries' stderr chatter silenced unless ``show_native_logs``; ``scheduler`` is "ddim" or
-    "dpm++" (:data:`SCHEDULERS`). The pipeline keeps the UNet config's clip length, resolution
-    and mask as its call defaults.
+    "auto", "insightface", "mediapipe" or None (no detector: pass one to each run), its native
+    libraries' stderr chatter silenced unless ``show_native_logs``. The pipeline keeps the UNet
+    config's clip length, resolution and mask. Everything a run chooses (sampler, steps, deep
+    cache, windows, detection, encoding) is an argument of the run, not of the loaded pipeline.
     """
+    missing = missing_model_files(unet_config_path, inference_ckpt_path, whisper_path, vae_path)
+    if missing:
+        raise CheckpointError(str(missing[0]))
     config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
-    make_scheduler(scheduler)  # a bad name fails before any file is read
     width = config.model.cross_attention_dim
     if whisper_path is None:
         whisper_path = default_whisper_path(width)
-    whisper_file = paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt")
-    _require(inference_ckpt_path, "UNet checkpoint", unet_config_path, "latentsync_unet.pt")
-    _require(whisper_path, "Whisper checkpoint", unet_config_path, whisper_file)
-    _require(vae_path, "VAE folder", unet_config_path, "vae", folder=True)
     mask_path = paths.project_path(config.data.get("mask_image_path") or paths.DEFAULT_MASK_PATH)
     if not mask_path.is_file():
         raise ConfigError(f"{os.fspath(unet_config_path)}: data.mask_image_path {os.fspath(mask_path)!r} does not exist")
@@ -143,8 +155,6 @@ def load_pipeline(
         device=device,
         num_frames=config.data.num_frames,
         audio_feat_length=list(config.data.get("audio_feat_length", [2, 2])),
-        windows=audio_windows,
-        cache_dir=audio_cache_dir,
     )
     if audio_encoder.embedding_dim != width:
         raise ConfigError(
@@ -156,14 +166,24 @@ def load_pipeline(
         vae = AutoencoderKL.from_pretrained(vae_path, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the VAE from {os.fspath(vae_path)!r}: {err}") from err
-    pipeline = assemble_pipeline(vae.to(device), unet, audio_encoder, scheduler=scheduler)
+    pipeline = assemble_pipeline(vae.to(device), unet, audio_encoder)
     pipeline.set_defaults(num_frames=config.data.num_frames, resolution=config.data.resolution, mask_image_path=mask_path)
-    if deepcache_interval:
-        pipeline.enable_deepcache(deepcache_interval)
-    if device.type == "cuda":  # batched tensor warps beat OpenCV there; on a CPU OpenCV is faster
-        pipeline.face_options = FaceStageOptions(warp_device=device)
     if face_detector is not None:
         pipeline.face_detector = make_face_detector(
             face_detector, model_dir=paths.AUXILIARY_DIR, device=str(device), show_native_logs=show_native_logs
         )
     return pipeline
+
+
+def load_pipeline_for(settings: InferenceSettings, *, device: str | torch.device | None = None,
+                      show_native_logs: bool = False) -> LipsyncPipeline:
+    """:func:`load_pipeline` with the model settings of ``settings`` (``device`` overrides theirs, e.g. cuda:1)."""
+    return load_pipeline(
+        settings.unet_config_path,
+        settings.inference_ckpt_path,
+        whisper_path=settings.whisper_path,
+        vae_path=settings.vae_path,
+        device=settings.device if device is None else device,
+        face_detector=settings.face_detector,
+        show_native_logs=show_native_logs,
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -176,8 +177,9 @@ class Audio2Feature:
         """Load the whisper checkpoint at ``model_path`` onto ``device`` (default: best available).
 
         ``dtype`` is the encoder's precision (the reference runs float16 on CUDA, float32 on
-        CPU); features are always returned as float32 on the CPU. ``cache_dir`` enables the
-        on-disk feature cache. ``batch_size`` windows of 30 s are encoded per pass.
+        CPU); features are always returned as float32 on the CPU. ``windows`` and ``cache_dir`` (the
+        on-disk feature cache) are the defaults of :meth:`audio2feat`, which may choose per call.
+        ``batch_size`` windows of 30 s are encoded per pass.
         """
         if windows not in WINDOW_MODES:
             raise ValueError(f"unknown windows mode {windows!r}, choose one of {', '.join(WINDOW_MODES)}")
@@ -199,6 +201,7 @@ class Audio2Feature:
         self.cache_dir = os.fspath(cache_dir) if cache_dir else None
         self._model_sha256: str | None = None
         self._taps: list[torch.Tensor] = []
+        self._encoding = threading.Lock()  # the taps belong to one pass at a time; callers may share an encoder
         self.encoder.blocks[0].register_forward_pre_hook(self._tap_input)
         for block in self.encoder.blocks:
             block.register_forward_hook(self._tap_output)
@@ -228,18 +231,19 @@ class Audio2Feature:
     @torch.inference_mode()
     def _encode(self, mel_windows: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, 3000) -> (B, 1500, layers, width) stacked per-layer embeddings."""
-        self._taps.clear()
-        try:
-            self.encoder(mel_windows.to(self.device, self.dtype))
-            return torch.stack(self._taps, dim=2).float().cpu()
-        finally:
+        with self._encoding:
             self._taps.clear()
+            try:
+                self.encoder(mel_windows.to(self.device, self.dtype))
+                return torch.stack(self._taps, dim=2).float().cpu()
+            finally:
+                self._taps.clear()
 
-    def _features(self, audio: np.ndarray) -> torch.Tensor:
+    def _features(self, audio: np.ndarray, windows: str) -> torch.Tensor:
         if len(audio) < 2 * HOP_LENGTH:
             raise MediaError(f"audio is too short for whisper features: {len(audio)} samples, need {2 * HOP_LENGTH}")
         mel = self.log_mel(audio)
-        plan = window_plan(mel.shape[1], self.windows)
+        plan = window_plan(mel.shape[1], windows)
         # Accumulated in float32: weights are exactly 1 away from boundaries, so those frames are exact.
         out = torch.zeros(mel.shape[1] // 2, self.num_layers, self.embedding_dim)
         for first in range(0, len(plan), self.batch_size):
@@ -255,35 +259,46 @@ class Audio2Feature:
                 out[begin : begin + len(weights)] += weights.float()[:, None, None] * part
         return out
 
-    def audio2feat(self, audio: str | os.PathLike | np.ndarray) -> torch.Tensor:
+    def audio2feat(
+        self,
+        audio: str | os.PathLike | np.ndarray,
+        *,
+        windows: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> torch.Tensor:
         """(T, layers, width) float32 CPU features at 50 Hz of a media file or a 16 kHz mono float array.
 
-        T = mel frames // 2 = samples // 320. With a ``cache_dir``, results are reused for
+        T = mel frames // 2 = samples // 320. ``windows`` ("overlap" or "upstream") and ``cache_dir``
+        default to the encoder's own (None: theirs). With a cache folder, results are reused for
         identical content (file bytes or array), model file and window mode.
         """
+        windows = windows or self.windows
+        if windows not in WINDOW_MODES:
+            raise ValueError(f"unknown windows mode {windows!r}, choose one of {', '.join(WINDOW_MODES)}")
+        cache_dir = os.fspath(cache_dir) if cache_dir else self.cache_dir
         is_array = isinstance(audio, np.ndarray)
-        if self.cache_dir is None:
-            return self._features(audio if is_array else load_audio(audio, SAMPLE_RATE))
-        cache_path = self._cache_path(audio)
+        if cache_dir is None:
+            return self._features(audio if is_array else load_audio(audio, SAMPLE_RATE), windows)
+        cache_path = self._cache_path(audio, windows, cache_dir)
         if os.path.isfile(cache_path):
             try:
                 return torch.load(cache_path, map_location="cpu", weights_only=True)
             except Exception as err:  # a truncated or foreign file: recompute and overwrite it
                 logger.warning("ignoring unreadable feature cache %s (%s)", cache_path, err)
-        features = self._features(audio if is_array else load_audio(audio, SAMPLE_RATE))
+        features = self._features(audio if is_array else load_audio(audio, SAMPLE_RATE), windows)
         with atomic_output(cache_path) as tmp:
             torch.save(features, tmp)
         return features
 
-    def _cache_path(self, audio: str | os.PathLike | np.ndarray) -> str:
+    def _cache_path(self, audio: str | os.PathLike | np.ndarray, windows: str, cache_dir: str) -> str:
         if self._model_sha256 is None:
             self._model_sha256 = sha256_file(self.model_path)
         if isinstance(audio, np.ndarray):
             content = "array:" + hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()
         else:
             content = "file:" + sha256_file(audio)
-        settings = [self.windows, OVERLAP_HOP_MEL_FRAMES, CROSSFADE_FEATURE_FRAMES, self.dtype]
-        return os.path.join(self.cache_dir, cache_key(_CACHE_VERSION, content, self._model_sha256, *settings) + ".pt")
+        settings = [windows, OVERLAP_HOP_MEL_FRAMES, CROSSFADE_FEATURE_FRAMES, self.dtype]
+        return os.path.join(cache_dir, cache_key(_CACHE_VERSION, content, self._model_sha256, *settings) + ".pt")
 
     # ---- chunks
 
