@@ -344,8 +344,10 @@ def from_rank0(accelerator: Accelerator, value: float) -> float:
 
 def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:
     """Lip-sync the configured pair with the current weights through the inference pipeline; the video's path."""
-    from latentsync.pipelines.loading import assemble_pipeline
     from latentsync.face.detection import make_face_detector
+    from latentsync.pipelines.loading import assemble_pipeline
+    from latentsync.pipelines.video_runner import sync_video
+    from latentsync.settings import InferenceSettings
 
     config, device = run.config, run.accelerator.device
     if run.pipeline is None:
@@ -361,12 +363,14 @@ def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:
         run.pipeline.face_detector = make_face_detector(config.data.val_face_detector, device=str(device))
     out_path = os.path.join(run.output_dir, "val_videos", f"val_video_{run.global_step}.mp4")
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    # The inference defaults (configs/inference.yaml) with this run's steps, guidance and seed; no deep cache.
+    settings = InferenceSettings.from_config(
+        video_path=config.data.val_video_path, audio_path=config.data.val_audio_path, video_out_path=out_path,
+        inference_steps=config.run.inference_steps, guidance_scale=config.run.guidance_scale, seed=config.run.seed,
+        enable_deepcache=False,
+    )
     with run.accelerator.autocast():
-        run.pipeline(
-            config.data.val_video_path, config.data.val_audio_path, out_path,
-            num_inference_steps=config.run.inference_steps, guidance_scale=config.run.guidance_scale,
-            generator=run.pipeline.make_generator(config.run.seed), progress=lambda *_: None,
-        )
+        sync_video(run.pipeline, settings, progress=lambda *_: None)
     run.note_write(out_path)
     logger.info("validation video: %s", out_path)
     return out_path

@@ -104,10 +104,10 @@ class StageClock:
 
 def install_clock(pipe, clock: StageClock) -> dict:
     """Wrap the pipeline's stage calls; returns a dict that receives the first UNet call's inputs."""
-    from latentsync.pipelines import lipsync_pipeline
     from latentsync.face.alignment import FaceAligner
     from latentsync.media.reader import VideoReader
     from latentsync.media.writer import VideoWriter
+    from latentsync.pipelines import video_runner
 
     passes = []
     frames = VideoReader.frames
@@ -123,7 +123,7 @@ def install_clock(pipe, clock: StageClock) -> dict:
     FaceAligner.restore_clip = clock.wrap("restore/blend", FaceAligner.restore_clip)
     VideoWriter.write = clock.wrap("encode", VideoWriter.write)
     VideoWriter.__exit__ = clock.wrap("encode", VideoWriter.__exit__)  # flushes the encoder
-    lipsync_pipeline.mux_audio = clock.wrap("mux", lipsync_pipeline.mux_audio)
+    video_runner.mux_audio = clock.wrap("mux", video_runner.mux_audio)
     pipe.audio_encoder.audio2feat = clock.wrap("Whisper", pipe.audio_encoder.audio2feat)
     pipe.encode_latents = clock.wrap("VAE encode", pipe.encode_latents)
     pipe.denoise = clock.wrap("UNet steps", pipe.denoise)
@@ -158,9 +158,11 @@ def child(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line with the stage times, the UNet floor and the peaks."""
     import torch
 
-    from latentsync.pipelines.loading import load_pipeline
     from latentsync.face.alignment import REFERENCE_FACE_STAGE_OPTIONS
     from latentsync.media.writer import VideoEncoding
+    from latentsync.pipelines import video_runner
+    from latentsync.pipelines.loading import load_pipeline
+    from latentsync.settings import InferenceSettings
 
     torch.set_num_threads(args.threads)
     models = json.loads(args.models)
@@ -168,27 +170,31 @@ def child(args: argparse.Namespace) -> None:
         models["unet_config"], models["unet_ckpt"], whisper_path=models["whisper"], vae_path=models["vae"],
         device=args.device, dtype=getattr(torch, args.dtype), face_detector="mediapipe",
     )
-    if args.frame_path == "reference":  # else the fast defaults load_pipeline set for the device
-        pipe.face_options, pipe.video_encoding = REFERENCE_FACE_STAGE_OPTIONS, VideoEncoding()  # libx264 medium, CRF 18
     pipe.set_progress_bar_config(disable=True)
+    if args.frame_path == "reference":  # this process only: every full frame detected, whole-frame warps, medium CRF 18
+        video_runner.face_stage_options = lambda settings, device: REFERENCE_FACE_STAGE_OPTIONS
+        video_runner.video_encoding = lambda settings: VideoEncoding()
     on_cuda = pipe.unet.device.type == "cuda"
     clock = StageClock(torch.cuda.synchronize if on_cuda else lambda: None)
     first_call = install_clock(pipe, clock)
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
-        report = pipe(
-            args.video, args.audio, os.path.join(out_dir, "out.mp4"),
-            num_inference_steps=args.steps,
-            generator=pipe.make_generator(0),
+        # configs/inference.yaml's settings with the run's steps, seed 0 and no deep cache (as the rows of
+        # benchmarks/RESULTS.md were measured).
+        settings = InferenceSettings.from_config(
+            video_path=args.video, audio_path=args.audio, video_out_path=os.path.join(out_dir, "out.mp4"),
+            inference_steps=args.steps, seed=0, enable_deepcache=False,
         )
-    seconds = time.perf_counter() - start
+        encoding = video_runner.video_encoding(settings)
+        start = time.perf_counter()
+        report = video_runner.sync_video(pipe, settings)
+        seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     result = {
         "frames": report.frames, "seconds": seconds, "stages": dict(clock.seconds),
         "peak_rss_mib": peak_kib / 1024, "clip_frames": pipe.num_frames,
         "unet_forward_s": unet_forward_seconds(pipe, first_call, clock),
         "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
-        "encoding": [pipe.video_encoding.preset, pipe.video_encoding.crf],
+        "encoding": [encoding.preset, encoding.crf],
     }
     print(json.dumps(result))
 

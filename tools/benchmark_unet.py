@@ -14,7 +14,7 @@ process whose ``sys.path`` holds the checkout and not this project) and prints t
   python -m tools.benchmark_unet --config configs/unet/stage2.yaml --frames 2 --compare-upstream /tmp/upstream
   python -m tools.benchmark_unet --config configs/unet/stage2_512.yaml --setups fp16 fp16+math fp16+dc3 fp16+compile
 
-``clip`` (CUDA) times ``LipsyncPipeline.sync_clip`` on a 16-frame clip (VAE encode, 20 DDIM
+``clip`` (CUDA) times one ``LipsyncPipeline`` call on a 16-frame clip (VAE encode, 20 DDIM
 steps with CFG, decode) with an SD-sized VAE:
 
   python -m tools.benchmark_unet clip --steps 20 --resolution 512
@@ -422,24 +422,20 @@ def build_pipeline(config_path: str, device: torch.device, dtype: torch.dtype):
 
 def time_clip(pipe, args, device, attention: str, deepcache: int | None) -> tuple[float, float, torch.Tensor]:
     from latentsync.face.mask import load_fixed_mask
+    from latentsync.pipelines.sampling import Sampling
 
     generator = torch.Generator(device).manual_seed(0)
     faces = torch.randint(0, 256, (args.frames, args.resolution, args.resolution, 3), dtype=torch.uint8).numpy()
     audio = torch.randn(args.frames, 50, pipe.unet.config.cross_attention_dim, generator=None).to(device)
     mask = load_fixed_mask(args.resolution)
     noise = pipe.initial_noise(args.resolution, generator)
-    if deepcache:
-        pipe.enable_deepcache(deepcache)
-    else:
-        pipe.disable_deepcache()
+    sampling = Sampling(args.steps, "ddim", args.guidance_scale, bool(deepcache), deepcache or 1)
     with attention_backend(attention):
-        pipe.scheduler.set_timesteps(2)
-        pipe.sync_clip(faces, audio, noise, mask, guidance_scale=args.guidance_scale)  # warm-up
-        pipe.scheduler.set_timesteps(args.steps)
+        pipe(faces, audio, noise, mask, replace(sampling, inference_steps=2))  # warm-up
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        out = pipe.sync_clip(faces, audio, noise, mask, guidance_scale=args.guidance_scale)
+        out = pipe(faces, audio, noise, mask, sampling)
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     return args.frames / seconds, torch.cuda.max_memory_allocated(device) / 2**30, out.float().cpu()
@@ -483,9 +479,11 @@ def clip_main(args: argparse.Namespace) -> None:
 def pipeline_main(args: argparse.Namespace) -> None:
     """Whole-pipeline runs (sampler, steps, stages overlapped or not) on a synthetic talking head, one after
     another in this process: time of each, and PSNR/SSIM of the face box against the first run's output."""
-    from latentsync.metrics.image_similarity import psnr, ssim
-    from latentsync.pipelines.loading import load_pipeline, make_scheduler
     from latentsync.media.reader import VideoReader
+    from latentsync.metrics.image_similarity import psnr, ssim
+    from latentsync.pipelines.loading import load_pipeline
+    from latentsync.pipelines.video_runner import sync_video
+    from latentsync.settings import InferenceSettings
     from tools.synthetic_media import speak, write_talking_video, write_wav
     from tools.tiny_models import write_all
 
@@ -505,16 +503,18 @@ def pipeline_main(args: argparse.Namespace) -> None:
         pipe.set_progress_bar_config(disable=True)
         print(f"tiny random-weight models, {width}x{height} video of {len(speech) / 16000:.1f} s, CPU "
               f"{args.threads} torch thread(s); load {os.getloadavg()[0]:.2f}; reference: {':'.join(runs[0])}")
+        # The project's defaults without deep cache; each run picks its sampler and steps.
+        base = InferenceSettings.from_config(video_path=video, audio_path=os.path.join(folder, "speech.wav"),
+                                             seed=args.seed, enable_deepcache=False)
         # Untimed warm-up (one step): first-call costs of mediapipe, Whisper and torch are not the first row's.
-        pipe(video, os.path.join(folder, "speech.wav"), os.path.join(folder, "warmup.mp4"), num_inference_steps=1)
+        sync_video(pipe, base.replace(video_out_path=os.path.join(folder, "warmup.mp4"), inference_steps=1))
         reference = None
         for run in runs:
             name, steps, overlap = run[0], int(run[1]), run[2:] != ["seq"]
-            pipe.scheduler = make_scheduler(name)
             out = os.path.join(folder, f"{'_'.join(run)}.mp4")
             start = time.perf_counter()
-            pipe(video, os.path.join(folder, "speech.wav"), out, num_inference_steps=steps,
-                 generator=pipe.make_generator(args.seed), overlap_stages=overlap)
+            sync_video(pipe, base.replace(video_out_path=out, scheduler=name, inference_steps=steps),
+                       overlap_stages=overlap)
             seconds = time.perf_counter() - start
             crops = [face_crop(frame, box) for frame, box in zip(VideoReader(out), boxes)]
             reference = reference or crops

@@ -3,7 +3,7 @@
 The clips are already face-aligned squares (the synthetic set, or preprocessing output), so no
 face detection runs: each clip is resized to the UNet's resolution, cut into ``num_frames``
 windows (a shorter tail is dropped), and each window goes through the inference pipeline's
-``sync_clip`` (same conditioning, guidance and DDIM loop as ``LipsyncPipeline.__call__``). The
+``LipsyncPipeline`` call (conditioning, guidance and DDIM loop, deep cache off), as a video run does. The
 output videos carry the original audio; ``OUT/fileslist.txt`` lists them for
 ``eval.eval_syncnet_acc``.
 
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from latentsync.data.video_dataset import read_video_paths
-from latentsync.pipelines.loading import load_pipeline
 from latentsync.face.mask import load_fixed_mask
+from latentsync.pipelines.loading import load_pipeline
+from latentsync.pipelines.sampling import Sampling
 from latentsync.media.mux import mux_audio
 from latentsync.media.reader import VideoReader
 from latentsync.media.writer import VideoWriter
@@ -38,11 +39,11 @@ def synced_frames(pipe, path: str, steps: int, guidance_scale: float, seed: int)
     mask = load_fixed_mask(r, pipe.mask_image_path)
     generator = pipe.make_generator(seed)
     noise = pipe.initial_noise(r, generator)
+    sampling = Sampling(steps, "ddim", guidance_scale, enable_deepcache=False, deepcache_interval=1)
     out = []
     for start in range(0, len(faces) - f + 1, f):
-        pipe.scheduler.set_timesteps(steps)
         tokens = pipe.audio_tokens(features, range(start, start + f)).to(pipe.unet.device, pipe.dtype)
-        synced = pipe.sync_clip(faces[start : start + f], tokens, noise, mask, guidance_scale, generator=generator)
+        synced = pipe(faces[start : start + f], tokens, noise, mask, sampling, generator)
         out.append(((synced.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 

@@ -1,33 +1,35 @@
 """LipsyncPipeline at tensor level on tiny random-weight models (CPU).
 
-The key property: processing clip by clip (what ``__call__`` streams) equals the reference's
-one-pass algorithm, which draws the noise for all frames at once and slices it per window.
+The key property: processing clip by clip (what the video runner streams, one call per clip)
+equals the reference's one-pass algorithm, which draws the noise for all frames at once and
+slices it per window. Sampling options are call arguments: nothing of a call stays on the pipeline.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler
 
-from latentsync.face.detection import make_face_detector
+from latentsync.errors import LatentSyncError
 from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.media.reader import VideoReader
-from latentsync.media.writer import VideoWriter
-from latentsync.pipelines import lipsync_pipeline
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
-from latentsync.pipelines.loading import load_pipeline, make_scheduler
-from tests.scripts.test_inference import media  # noqa: F401  (module fixture: a 3 s talking head + speech)
+from latentsync.pipelines.loading import load_pipeline
+from latentsync.pipelines.sampling import Sampling
 from tests.tiny_models import TINY_RESOLUTION
 
 SCALE = 0.18215
+
+
+def sampling(steps: int, scheduler: str = "ddim", guidance_scale: float = 1.5, deepcache: int | None = None,
+             eta: float = 0.0) -> Sampling:
+    return Sampling(steps, scheduler, guidance_scale, deepcache is not None, deepcache or 1, eta)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +99,9 @@ def test_clipwise_streaming_equals_one_pass(pipe):
 
     generator = torch.Generator().manual_seed(seed)
     noise = pipe.initial_noise(TINY_RESOLUTION, generator)
-    pipe.scheduler.set_timesteps(steps)
     mask = load_fixed_mask(TINY_RESOLUTION)
-    clips = [
-        pipe.sync_clip(faces[a:b], tokens[a:b], noise, mask, g, 0.0, generator) for a, b in clip_bounds(n, 16)
-    ]
+    clips = [pipe(faces[a:b], tokens[a:b], noise, mask, sampling(steps, guidance_scale=g), generator)
+             for a, b in clip_bounds(n, 16)]
     actual = torch.cat(clips)
     assert actual.shape == (n, 3, TINY_RESOLUTION, TINY_RESOLUTION)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
@@ -122,27 +122,28 @@ def test_deep_cache_replays_deep_blocks(pipe):
 
     def run(interval):
         calls.clear()
-        pipe.disable_deepcache() if interval is None else pipe.enable_deepcache(interval)
         generator = torch.Generator().manual_seed(3)
         noise = pipe.initial_noise(TINY_RESOLUTION, generator)
-        pipe.scheduler.set_timesteps(steps)
-        out = pipe.sync_clip(faces, tokens, noise, mask, 1.5, 0.0, generator)
+        out = pipe(faces, tokens, noise, mask, sampling(steps, deepcache=interval), generator)
         return out, len(calls)
 
+    modules = dict(pipe.unet.named_modules())
     try:
         plain, plain_calls = run(None)
         every, every_calls = run(1)
         cached, cached_calls = run(2)
+        again, _ = run(None)
     finally:
         handle.remove()
-        pipe.disable_deepcache()
     assert plain_calls == every_calls == steps
     assert cached_calls == steps // 2
     torch.testing.assert_close(every, plain)
     assert torch.isfinite(cached).all()
     assert not torch.equal(cached, plain)
-    # Blocks are put back after a cached step.
-    assert type(pipe.unet.mid_block).__name__ != "_Replay"
+    # The cache lived in the call: the model is untouched (same modules, no hooks), the next call plain again.
+    assert dict(pipe.unet.named_modules()) == modules
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in pipe.unet.modules())
+    torch.testing.assert_close(again, plain, rtol=0, atol=0)
 
 
 def test_frame_plan():
@@ -171,125 +172,36 @@ def test_frame_store_roundtrip(tmp_path):
     assert not (tmp_path / "f.bin").exists()
 
 
-# ---------------------------------------------------------------------------- overlapped stages, samplers
-
-
-class _RecordingWriter(VideoWriter):
-    """The pipeline's encoder, keeping a copy of every frame it is given (the arrays before encoding)."""
-
-    frames: list[np.ndarray] = []
-
-    def write(self, frame: np.ndarray) -> None:
-        type(self).frames.append(np.array(frame))
-        super().write(frame)
-
-
-def _sync_video(pipe, media, out, **options) -> None:
-    detector = make_face_detector("mediapipe")
-    try:
-        pipe(media["video"], media["audio"], out, face_detector=detector, num_inference_steps=2,
-             generator=torch.Generator().manual_seed(5), temp_dir=out.parent, **options)
-    finally:
-        detector.close()
-
-
-def _run_frames(pipe, media, out, monkeypatch, **options) -> list[np.ndarray]:
-    _RecordingWriter.frames = []
-    monkeypatch.setattr(lipsync_pipeline, "VideoWriter", _RecordingWriter)
-    _sync_video(pipe, media, out, **options)
-    return _RecordingWriter.frames
-
-
-def test_overlapped_stages_write_the_same_frames_as_sequential(pipe, media, tmp_path, monkeypatch):
-    # 3 s = 75 frames: five clips, three frames without a face; alignment, denoising and restore overlap.
-    sequential = _run_frames(pipe, media, tmp_path / "sequential.mp4", monkeypatch, overlap_stages=False)
-    overlapped = _run_frames(pipe, media, tmp_path / "overlapped.mp4", monkeypatch, overlap_stages=True)
-    assert len(sequential) == len(overlapped) == 75
-    for a, b in zip(sequential, overlapped):
-        np.testing.assert_array_equal(a, b)
-    source = list(VideoReader(media["video"]))
-    assert max(np.abs(a.astype(int) - s).max() for a, s in zip(sequential, source)) > 20  # mouths were changed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["overlapped.mp4", "sequential.mp4"]  # no leftovers
-
-
-def test_error_in_the_restore_thread_is_raised_as_is_and_leaves_nothing(pipe, media, tmp_path, monkeypatch):
-    error = OSError(28, "No space left on device")
-
-    class FailingWriter(VideoWriter):
-        def write(self, frame):
-            if self.frames_written == 20:  # in the second clip, while the third is being denoised
-                raise error
-            super().write(frame)
-
-    monkeypatch.setattr(lipsync_pipeline, "VideoWriter", FailingWriter)
-    before = threading.active_count()
-    with pytest.raises(OSError) as caught:
-        _sync_video(pipe, media, tmp_path / "out.mp4")
-    assert caught.value is error
-    assert list(tmp_path.iterdir()) == []  # no output, no temp file, no work folder
-    assert threading.active_count() == before
-
-
-def test_error_in_the_detection_thread_is_raised_as_is_and_leaves_nothing(pipe, media, tmp_path, monkeypatch):
-    error = RuntimeError("detector crashed")
-    detect_batch = lipsync_pipeline._CountingDetector.detect_batch
-    seen = []
-
-    def failing(self, frames, consecutive=True):
-        seen.append(threading.current_thread().name)
-        if len(seen) == 3:  # mid-video, with the sync pass already under way behind it
-            raise error
-        return detect_batch(self, frames, consecutive)
-
-    monkeypatch.setattr(lipsync_pipeline._CountingDetector, "detect_batch", failing)
-    before = threading.active_count()
-    with pytest.raises(RuntimeError) as caught:
-        _sync_video(pipe, media, tmp_path / "out.mp4")
-    assert caught.value is error
-    assert set(seen) == {"faces"}  # detection ran in its own thread
-    assert list(tmp_path.iterdir()) == []
-    assert threading.active_count() == before
-
-
-@pytest.mark.parametrize("overlap_stages", [False, True], ids=["sequential", "overlapped"])
-def test_a_video_without_a_face_fails_when_detection_ends_and_leaves_nothing(pipe, media, tmp_path, monkeypatch,
-                                                                                 overlap_stages):
-    monkeypatch.setattr(lipsync_pipeline._CountingDetector, "detect_batch", lambda self, frames, consecutive=True:
-                        [[] for _ in frames])
-    written = []
-    monkeypatch.setattr(VideoWriter, "write", lambda self, frame: written.append(frame))
-    before = threading.active_count()
-    with pytest.raises(lipsync_pipeline.NoFaceError, match="no face found in any of the 75 frames"):
-        _sync_video(pipe, media, tmp_path / "out.mp4", overlap_stages=overlap_stages)
-    assert list(tmp_path.iterdir()) == []
-    assert threading.active_count() == before
-    if not overlap_stages:
-        assert written == []  # detection finished before anything was synced
+# ---------------------------------------------------------------------------- samplers
 
 
 def test_dpm_solver_restarts_its_history_every_clip(pipe):
     n, steps = 8, 3
     faces, tokens = _faces(n), _tokens(pipe, n)
     mask = load_fixed_mask(TINY_RESOLUTION)
-    ddim = pipe.scheduler
-    pipe.scheduler = make_scheduler("dpm++")
-    try:
-        assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
-        pipe.scheduler.set_timesteps(steps)
 
-        def clip():
-            generator = torch.Generator().manual_seed(3)
-            noise = pipe.initial_noise(TINY_RESOLUTION, generator)
-            return pipe.sync_clip(faces, tokens, noise, mask, 1.5, 0.0, generator)
+    def clip(options):
+        generator = torch.Generator().manual_seed(3)
+        noise = pipe.initial_noise(TINY_RESOLUTION, generator)
+        return pipe(faces, tokens, noise, mask, options, generator)
 
-        first, second = clip(), clip()  # the second clip would run past the solver's last step without a restart
-        torch.testing.assert_close(second, first, rtol=0, atol=0)
-        with pytest.raises(ValueError, match="eta"):
-            generator = torch.Generator().manual_seed(3)
-            pipe.sync_clip(faces, tokens, pipe.initial_noise(TINY_RESOLUTION, generator), mask, 1.5, 0.5, generator)
-    finally:
-        pipe.scheduler = ddim
-    pipe.scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(3)
-    with_ddim = pipe.sync_clip(faces, tokens, pipe.initial_noise(TINY_RESOLUTION, generator), mask, 1.5, 0.0, generator)
+    dpm = sampling(steps, "dpm++")
+    first, second = clip(dpm), clip(dpm)  # the second clip would run past the solver's last step without a restart
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="eta"):
+        clip(sampling(steps, "dpm++", eta=0.5))
+    with_ddim = clip(sampling(steps))
     assert (with_ddim - first).abs().amax() > 1e-3  # a different sampler gives a (slightly) different face
+    # The sampler belonged to the calls: the pipeline's own (the noise schedule) never ran a step.
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler" and pipe.scheduler.num_inference_steps is None
+
+
+def test_bad_sampling_options_are_refused(pipe):
+    faces, tokens = _faces(2), _tokens(pipe, 2)
+    noise, mask = pipe.initial_noise(TINY_RESOLUTION, None), load_fixed_mask(TINY_RESOLUTION)
+    with pytest.raises(ValueError, match="inference_steps must be between 1 and 999, got 1000"):
+        pipe(faces, tokens, noise, mask, sampling(1000))
+    with pytest.raises(LatentSyncError, match="unknown scheduler 'euler', choose one of ddim, dpm\\+\\+"):
+        pipe(faces, tokens, noise, mask, sampling(2, "euler"))
+    with pytest.raises(ValueError, match="2 faces but 1 frames of audio tokens"):
+        pipe(faces, tokens[:1], noise, mask, sampling(2))

@@ -14,8 +14,11 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from latentsync import paths
 from latentsync.errors import CheckpointError, ConfigError
 from latentsync.face.mediapipe_detector import MediapipeFaceDetector
-from latentsync.pipelines.loading import load_pipeline
+from latentsync.pipelines.loading import load_pipeline, missing_model_files
 from latentsync.pipelines.progress import STAGES, TqdmProgress
+from latentsync.pipelines.sampling import make_scheduler
+from latentsync.pipelines.video_runner import sync_video
+from latentsync.settings import InferenceSettings
 from tests.tiny_models import TINY_RESOLUTION
 from tools.synthetic_media import write_talking_video, write_wav
 
@@ -27,23 +30,24 @@ def _load(models, **kwargs):
 
 
 def test_defaults_come_from_the_unet_config_and_the_project(tiny_models):
-    pipe = _load(tiny_models, face_detector="mediapipe", deepcache_interval=2)
+    pipe = _load(tiny_models, face_detector="mediapipe")
     assert (pipe.num_frames, pipe.resolution) == (16, TINY_RESOLUTION)
     # The tiny config names the mask relative to the project, as the shipped configs do.
     assert pipe.mask_image_path == paths.DEFAULT_MASK_PATH and pipe.mask_image_path.is_absolute()
     assert isinstance(pipe.face_detector, MediapipeFaceDetector)
-    assert pipe.deep_cache_interval == 2
     assert not pipe.unet.training
     assert pipe.unet.dtype == torch.float32 and pipe.audio_encoder.device.type == "cpu"
 
 
 def test_scheduler_is_chosen_by_name_from_the_one_noise_schedule(tiny_models):
-    ddim, dpm = _load(tiny_models).scheduler, _load(tiny_models, scheduler="dpm++").scheduler
-    assert isinstance(ddim, DDIMScheduler) and isinstance(dpm, DPMSolverMultistepScheduler)
-    assert dpm.config.algorithm_type == "dpmsolver++"
-    torch.testing.assert_close(dpm.alphas_cumprod, ddim.alphas_cumprod, rtol=0, atol=0)
+    schedule = _load(tiny_models).scheduler  # the pipeline's: the noise schedule each call's sampler is made from
+    ddim, dpm = make_scheduler("ddim"), make_scheduler("dpm++")
+    assert isinstance(schedule, DDIMScheduler) and isinstance(ddim, DDIMScheduler)
+    assert isinstance(dpm, DPMSolverMultistepScheduler) and dpm.config.algorithm_type == "dpmsolver++"
+    for made in (ddim, dpm):
+        torch.testing.assert_close(made.alphas_cumprod, schedule.alphas_cumprod, rtol=0, atol=0)
     with pytest.raises(ConfigError, match="unknown scheduler 'euler'.*ddim, dpm\\+\\+"):
-        _load(tiny_models, scheduler="euler")
+        make_scheduler("euler")
 
 
 def test_to_moves_the_audio_encoder_too(tiny_models):
@@ -65,6 +69,9 @@ def test_missing_file_names_a_command_that_runs(tiny_models, tmp_path, missing):
     with pytest.raises(CheckpointError) as info:
         load_pipeline(tiny_models.unet_config, ckpt, device="cpu", face_detector=None, **kwargs)
     message = str(info.value)
+    # The Gradio page lists the same files (all of them) from the same check.
+    (listed,) = missing_model_files(tiny_models.unet_config, ckpt, kwargs["whisper_path"], kwargs["vae_path"])
+    assert str(listed) == message
     assert "absent" in message
     # The hf CLI lives in the virtual environment, not on PATH: the command names it there.
     assert f"{paths.shown_path(paths.HF_CLI)} download " in message
@@ -100,8 +107,9 @@ def test_progress_hook_sees_every_stage_in_order(tiny_models, tmp_path, overlap_
         calls.append(call)
         threads.add(threading.current_thread())
 
-    report = pipe(tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "out.mp4", num_inference_steps=1,
-                  generator=pipe.make_generator(0), progress=hook, overlap_stages=overlap_stages)
+    settings = InferenceSettings.from_config(video_path=tmp_path / "v.mp4", audio_path=tmp_path / "a.wav",
+                                             video_out_path=tmp_path / "out.mp4", inference_steps=1, seed=0)
+    report = sync_video(pipe, settings, progress=hook, overlap_stages=overlap_stages)
     assert report.frames == 20
     assert threads == {threading.current_thread()}  # hooks never run in the pipeline's worker threads
     assert [stage for stage in dict.fromkeys(c[0] for c in calls)] == list(STAGES)

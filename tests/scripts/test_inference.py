@@ -339,21 +339,24 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
 
 def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: F811
     from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING
-    from scripts.inference import load_models, parse_args
+    from latentsync.pipelines.video_runner import video_encoding
+    from scripts.inference import parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
-    assert parse_args(flags).archival is False  # configs/inference.yaml: fast by default
-    assert load_models(parse_args(flags)).video_encoding == FAST_ENCODING
-    assert load_models(parse_args([*flags, "--archival"])).video_encoding == ARCHIVAL_ENCODING
+    assert parse_args(flags)[1].archival is False  # configs/inference.yaml: fast by default
+    assert video_encoding(parse_args(flags)[1]) == FAST_ENCODING
+    assert video_encoding(parse_args([*flags, "--archival"])[1]) == ARCHIVAL_ENCODING
 
 
 def test_detection_flags_set_the_face_options(tiny_models, tmp_path):  # noqa: F811
     from latentsync.face.alignment import FaceStageOptions
-    from scripts.inference import load_models, parse_args
+    from latentsync.pipelines.video_runner import face_stage_options
+    from scripts.inference import parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
-    assert load_models(parse_args(flags)).face_options == FaceStageOptions(detect_every=5, detect_max_side=960)
-    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).face_options
+    cpu = torch.device("cpu")
+    assert face_stage_options(parse_args(flags)[1], cpu) == FaceStageOptions(detect_every=5, detect_max_side=960)
+    chosen = face_stage_options(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])[1], cpu)
     assert chosen == FaceStageOptions(detect_every=1, detect_max_side=None)
 
 
@@ -366,18 +369,21 @@ def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, ca
     assert not (tmp_path / "out.mp4").exists()
 
 
-def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
+def test_cli_passes_every_setting_to_the_run(monkeypatch, tmp_path):
+    """The settings the run gets are the config's, with the flags' values: the sampler among them (not the loader's)."""
     seen = {}
-    from latentsync.face.alignment import FaceStageOptions
 
-    def fake_loader(*args, **kwargs):
-        seen.update(kwargs)
-        return SimpleNamespace(face_options=FaceStageOptions())  # what load_models sets its output options on
+    def fake_loader(settings, show_native_logs=False):
+        seen["loaded"] = settings
+        return SimpleNamespace(face_detector=None)
 
-    monkeypatch.setattr(inference_cli, "load_pipeline", fake_loader)
-    inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))
-    assert seen["scheduler"] == "dpm++"
-    inference_cli.load_models(inference_cli.parse_args([]))
-    assert seen["scheduler"] == "ddim"  # configs/inference.yaml
+    monkeypatch.setattr(inference_cli, "load_pipeline_for", fake_loader)
+    monkeypatch.setattr(inference_cli, "check_job", lambda job: None)
+    monkeypatch.setattr(inference_cli, "sync_video", lambda pipeline, job, progress: seen.setdefault("run", job))
+    assert main(["--scheduler", "dpm++", "--inference_steps", "10", "--temp_dir", str(tmp_path)]) == 0
+    assert (seen["run"].scheduler, seen["run"].inference_steps, seen["run"].guidance_scale) == ("dpm++", 10, 1.5)
+    seen.clear()
+    assert main(["--temp_dir", str(tmp_path)]) == 0
+    assert seen["run"].scheduler == "ddim"  # configs/inference.yaml
     with pytest.raises(ConfigError, match="--scheduler"):
         inference_cli.parse_args(["--scheduler", "euler"])

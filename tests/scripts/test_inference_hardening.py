@@ -446,7 +446,7 @@ def test_output_is_checked_before_any_model_loads(tiny_models, media, tmp_path, 
     def no_models(*args, **kwargs):
         raise AssertionError("models were loaded before the output path was checked")
 
-    monkeypatch.setattr("scripts.inference.load_pipeline", no_models)
+    monkeypatch.setattr("scripts.inference.load_pipeline_for", no_models)
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     code = main([*model_args(tiny_models, tmp_path), "--video_path", str(media["video_1s"]), "--audio_path",
