@@ -18,15 +18,23 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import gradio_app
+from latentsync import paths
 from latentsync.errors import ConfigError, MediaError
+from latentsync.face.alignment import FaceStageOptions
+from latentsync.face.mediapipe_detector import MediapipeFaceDetector
 from latentsync.media.reader import VideoReader
+from latentsync.media.writer import ARCHIVAL_ENCODING
+from latentsync.pipelines.video_runner import face_stage_options, video_encoding
+from latentsync.settings import WEB_UPLOAD, SPECS, parse_settings
 from tests.conftest import REPO_ROOT
 from tests.processes import start_group, stop_group
 from tests.scripts.test_inference import assert_valid_output, describe
@@ -465,3 +473,56 @@ def test_progress_hook_keeps_the_lipsync_bar_while_detection_runs_ahead():
         ((1, 5), "Step 3/4: lip-syncing, 1/5 clips done", "clips"),
         ((2, 5), "Step 3/4: lip-syncing, 2/5 clips done", "clips"),
     ]
+
+
+def test_every_key_of_the_config_reaches_the_job(tiny_models, media, tmp_path, monkeypatch):  # noqa: F811
+    """A temporary inference.yaml with every key away from its default, given as --config: the loader,
+    the page's controls and the job they make all take its values (detection, encoding and the
+    audio cache included); the files are the request's."""
+    defaults = yaml.safe_load(paths.INFERENCE_CONFIG.read_text())
+    chosen = {
+        "unet_config_path": str(tiny_models.unet_config), "inference_ckpt_path": str(tiny_models.unet_ckpt),
+        "whisper_path": str(tiny_models.whisper), "vae_path": str(tiny_models.vae),
+        "video_path": str(tmp_path / "not_this.mp4"), "audio_path": str(tmp_path / "not_this.wav"),
+        "video_out_path": str(tmp_path / "not_this_out.mp4"),
+        "inference_steps": 2, "guidance_scale": 2.5, "seed": 11, "enable_deepcache": False, "deepcache_interval": 4,
+        "face_index": 0, "audio_windows": "upstream", "scheduler": "dpm++", "detect_every": 2, "detect_max_side": 120,
+        "archival": True, "device": "cpu", "face_detector": "mediapipe", "audio_cache_dir": str(tmp_path / "cache"),
+        "temp_dir": str(tmp_path / "temp"),
+    }
+    assert list(chosen) == list(defaults) and all(chosen[key] != defaults[key] for key in defaults)
+    config = tmp_path / "inference.yaml"
+    config.write_text(yaml.safe_dump(chosen, sort_keys=False))
+    (tmp_path / "temp").mkdir()
+    args, settings = parse_settings(gradio_app.build_parser(), ["--config", str(config)])
+
+    loaded, jobs = [], []
+    load, run = gradio_app.load_pipeline_for, gradio_app.sync_video
+    monkeypatch.setattr(gradio_app, "load_pipeline_for", lambda s, **kw: loaded.append(s) or load(s, **kw))
+    monkeypatch.setattr(gradio_app, "sync_video", lambda pipe, job, progress: jobs.append(job) or run(pipe, job,
+                                                                                                    progress=progress))
+    service = gradio_app.Lipsyncer(args, settings)
+    workspace = gradio_app.Workspace(settings.temp_dir)
+    try:
+        assert service.problem is None, service.problem
+        assert loaded == [settings] and isinstance(service._peek().face_detector, MediapipeFaceDetector)
+        shown = {spec.name: gradio_app.make_control(spec, getattr(settings, spec.name)).value
+                 for spec in gradio_app.CONTROLS}
+        lipsync = gradio_app.make_lipsync(service, workspace, max_seconds=MAX_SECONDS)
+        video, summary = lipsync(str(media["face.mp4"]), None, str(media["speech.wav"]),
+                                 SimpleNamespace(session_hash="test"), lambda *a, **k: None, **shown)
+        (job,) = jobs
+        for name, value in chosen.items():
+            if SPECS[name].web != WEB_UPLOAD and name != "temp_dir":
+                assert getattr(job, name) == value, name
+        assert (job.video_path, job.audio_path) == (str(media["face.mp4"]), str(media["speech.wav"]))
+        assert Path(job.temp_dir).is_relative_to(chosen["temp_dir"]) and Path(video).parent == Path(job.temp_dir)
+        # What the run made of them: detection cadence, encoding, the audio cache, seed and sampler.
+        assert face_stage_options(job, torch.device("cpu")) == FaceStageOptions(detect_every=2, detect_max_side=120)
+        assert video_encoding(job) == ARCHIVAL_ENCODING and b"crf=18.0" in Path(video).read_bytes()
+        assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+        assert "30 frames, 30 lip-synced" in summary and "Seed 11, sampler dpm++" in summary
+        assert_valid_output(Path(video), AUDIO_SECONDS, size=VIDEO_SIZE)
+    finally:
+        workspace.close()
+        service._peek().face_detector.close()

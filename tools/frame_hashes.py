@@ -1,8 +1,8 @@
 """Hashes of the frames the inference CLI writes, to show a refactor changes no output frame (CPU, exact).
 
-Runs ``scripts.inference.main`` in this process on the tests' kind of inputs (tiny random-weight
-models, an espeak talking head with frames without a face, a 1 s clip looped ping-pong under
-longer audio, a still image) in several configurations (DDIM and DPM-Solver++, deep cache on and
+Runs the inference CLI (``python -m scripts.inference``, one child process per configuration) on
+the tests' kind of inputs (tiny random-weight models, an espeak talking head with frames without
+a face, a 1 s clip looped ping-pong under longer audio, a still image) in several configurations (DDIM and DPM-Solver++, deep cache on and
 off, guidance 1.0, detection on every full frame, archival encoding), and records for each run
 the sha256 of every frame handed to the encoder (before H.264) and of every frame decoded from
 the written file. ``record`` writes them to a JSON file; ``compare`` runs again and lists every
@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,51 +71,57 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in folder.iterdir()}
 
 
+# Runs the CLI as ``python -m scripts.inference`` does, in a child process, with the encoder's write
+# wrapped to append a hash of each frame to a file (HASHES_FILE).
+_CHILD = r"""
+import hashlib, os, runpy, sys
+import numpy as np
+from latentsync.media.writer import VideoWriter
+write = VideoWriter.write
+def recording_write(self, frame):
+    with open(os.environ["HASHES_FILE"], "a") as f:
+        f.write(hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()[:16] + "\n")
+    return write(self, frame)
+VideoWriter.write = recording_write
+sys.argv = ["scripts.inference", *sys.argv[1:]]
+runpy.run_module("scripts.inference", run_name="__main__")
+"""
+
+
 def _sha(frame: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()[:16]
 
 
 def run_all(folder: Path, only: list[str] | None = None) -> dict[str, dict]:
     """Every configuration's frame hashes: {"written": [...], "decoded": [...], "code": exit status}."""
-    import torch
-
     from latentsync.media.reader import VideoReader
-    from latentsync.media.writer import VideoWriter
-    from scripts.inference import main
+    from latentsync.paths import PROJECT_ROOT
     from tools.tiny_models import TinyModels
 
-    torch.set_num_threads(1)
     inputs = make_inputs(folder)
     models = folder / "models"
     tiny = TinyModels(models / "unet" / "unet.yaml", models / "unet" / "unet.pt", models / "whisper" / "tiny.pt",
                       models / "vae")
-    written: list[str] = []
-    original_write = VideoWriter.write
-
-    def recording_write(self, frame):
-        written.append(_sha(frame))
-        return original_write(self, frame)
-
-    VideoWriter.write = recording_write
     results = {}
-    try:
-        for name, (video, audio, extra) in CONFIGURATIONS.items():
-            if only and name not in only:
-                continue
-            written.clear()
-            out = folder / "out" / f"{name}.mp4"
-            out.parent.mkdir(exist_ok=True)
-            if out.exists():
-                out.unlink()
-            flags = [*tiny.flags(), "--device", "cpu", "--face_detector", "mediapipe", "--seed", "7",
-                     "--video_path", str(inputs[video]), "--audio_path", str(inputs[audio]),
-                     "--video_out_path", str(out), *extra]
-            code = main(flags)
-            decoded = [_sha(frame) for frame in VideoReader(out)] if code == 0 else []
-            results[name] = {"code": code, "written": list(written), "decoded": decoded}
-            print(f"{name}: exit {code}, {len(written)} frames written", file=sys.stderr)
-    finally:
-        VideoWriter.write = original_write
+    for name, (video, audio, extra) in CONFIGURATIONS.items():
+        if only and name not in only:
+            continue
+        out = folder / "out" / f"{name}.mp4"
+        out.parent.mkdir(exist_ok=True)
+        hashes = folder / "out" / f"{name}.hashes"
+        for stale in (out, hashes):
+            if stale.exists():
+                stale.unlink()
+        flags = [*tiny.flags(), "--device", "cpu", "--face_detector", "mediapipe", "--seed", "7",
+                 "--video_path", str(inputs[video]), "--audio_path", str(inputs[audio]),
+                 "--video_out_path", str(out), *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT), "HASHES_FILE": str(hashes)}
+        code = subprocess.run([sys.executable, "-c", _CHILD, *flags], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, check=False).returncode
+        written = hashes.read_text().split() if hashes.exists() else []
+        decoded = [_sha(frame) for frame in VideoReader(out)] if code == 0 else []
+        results[name] = {"code": code, "written": written, "decoded": decoded}
+        print(f"{name}: exit {code}, {len(written)} frames written", file=sys.stderr, flush=True)
     return results
 
 

@@ -140,7 +140,7 @@ def test_cache_is_keyed_by_content(tmp_path, golden, monkeypatch):
 
     computed = []
     original = encoder._features
-    monkeypatch.setattr(encoder, "_features", lambda audio: computed.append(1) or original(audio))
+    monkeypatch.setattr(encoder, "_features", lambda audio, windows: computed.append(1) or original(audio, windows))
 
     renamed = tmp_path / "renamed.wav"
     shutil.move(wav, renamed)
@@ -155,9 +155,15 @@ def test_cache_is_keyed_by_content(tmp_path, golden, monkeypatch):
     assert computed == [1]  # miss: new content under the old name
 
     upstream = Audio2Feature(CHECKPOINT, device="cpu", windows="upstream", cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(upstream, "_features", lambda audio: computed.append(2) or original(audio))
+    monkeypatch.setattr(upstream, "_features", lambda audio, windows: computed.append(2) or original(audio, windows))
     upstream.audio2feat(renamed)
     assert computed == [1, 2]  # miss: another window mode
+
+    # A call may choose its own window mode and cache folder (one encoder serves runs with different settings).
+    per_call = tmp_path / "per_call"
+    torch.testing.assert_close(encoder.audio2feat(renamed, windows="upstream", cache_dir=per_call),
+                               upstream.audio2feat(renamed), atol=0, rtol=0)
+    assert computed == [1, 2, 1] and len(list(per_call.glob("*.pt"))) == 1
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
