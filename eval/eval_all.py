@@ -1,7 +1,7 @@
 """One command from a checkpoint to a table: generate an evaluation list's videos, then score them.
 
-Inference runs through ``python -m scripts.inference --batch`` (options this script does not know
-are passed on to it); then every output gets LSE-C / LSE-D / offset (classic SyncNet), hyperIQA,
+Inference runs through ``python -m scripts.inference --batch`` (inference settings this script does
+not define, such as ``--inference_steps 20``, are passed on to it, checked before anything runs); then every output gets LSE-C / LSE-D / offset (classic SyncNet), hyperIQA,
 and SSIM / PSNR against its source video, and the set gets FVD and FID against the source videos.
 Writes OUTPUT_DIR/metrics.csv (per video), metrics.json (rows and summary), metrics.md, and
 prints the Markdown. A video that fails is a row with its reason.
@@ -26,6 +26,7 @@ from latentsync.metrics.inference_runs import read_eval_list, run_inference
 from latentsync.metrics.model_files import default_path, require_model_file
 from latentsync.metrics.report import run_guarded, table_result
 from latentsync.models.hyperiqa import HyperNet
+from latentsync.settings import check_setting_flags
 from latentsync.utils.device import pick_device
 
 COLUMNS = ["video", "source", "audio", "lse_c", "lse_d", "offset", "hyperiqa", "ssim", "psnr", "error"]
@@ -50,6 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     args, extra = parser.parse_known_args(argv)
     if not args.skip_inference and not args.checkpoint:
         parser.error("--checkpoint is required unless --skip_inference is given")
+    check_setting_flags(extra)
     return args, extra
 
 

@@ -10,7 +10,8 @@ is a :class:`~latentsync.errors.ConfigError` naming ``--name`` and the range.
 
 The CLI (``scripts/inference.py``) builds its flags with :func:`add_setting_flags` and reads them
 with :func:`parse_settings`; the Gradio app builds its server flags the same way and its controls
-from :data:`SETTINGS`; batch rows and ``eval_all`` change only the file settings of one object.
+from :data:`SETTINGS`; batch rows change only the file settings of one object, and ``eval_all``
+checks the flags it passes on with :func:`check_setting_flags`.
 """
 
 from __future__ import annotations
@@ -261,6 +262,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep the description's line breaks and show each option's default (from the config)."""
 
 
+class SettingsParser(argparse.ArgumentParser):
+    """Usage mistakes become a ConfigError: one ``error:`` line like every other failure."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see --help)")
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
     """``--config`` and one flag per setting (all, or ``names``), typed and with their choices and help."""
     parser.add_argument("--config", default=str(paths.INFERENCE_CONFIG),
@@ -293,6 +301,14 @@ def parse_settings(
     args = parser.parse_args(argv)
     values.update({name: getattr(args, name) for name in flags})
     return args, from_values(values, known.config)
+
+
+def check_setting_flags(argv: Sequence[str]) -> InferenceSettings:
+    """Flags passed on to the inference CLI by another command (``eval_all``), checked as the CLI will read
+    them: an unknown flag or a bad value is a ConfigError now, not a failed run later."""
+    parser = SettingsParser(add_help=False)
+    add_setting_flags(parser)
+    return parse_settings(parser, argv)[1]
 
 
 def markdown_table() -> str:

@@ -30,7 +30,9 @@ from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import load_pipeline_for
 from latentsync.pipelines.progress import TqdmProgress
 from latentsync.pipelines.video_runner import sync_video
-from latentsync.settings import HelpFormatter, InferenceSettings, add_setting_flags, parse_settings
+from latentsync.settings import (
+    HelpFormatter, InferenceSettings, SettingsParser, add_setting_flags, parse_settings,
+)
 from latentsync.utils.files import check_output_path, check_writable_folder, require_file
 from latentsync.utils.logging import configure_logging
 
@@ -48,16 +50,9 @@ class Interrupted(BaseException):
 # --------------------------------------------------------------------------- arguments
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes become a ConfigError: one ``error:`` line like every other failure."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """``--config``, one flag per setting (latentsync/settings.py), then the batch and logging flags."""
-    parser = _Parser(prog="python -m scripts.inference", description=__doc__, formatter_class=HelpFormatter)
+    parser = SettingsParser(prog="python -m scripts.inference", description=__doc__, formatter_class=HelpFormatter)
     add_setting_flags(parser)
     add = parser.add_argument
     add("--batch", help="a .csv of video,audio,output rows, or a folder of name.<video> + name.<audio> pairs")

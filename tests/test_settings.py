@@ -165,3 +165,16 @@ def test_flags_override_the_config_and_settings_without_a_flag_keep_its_value(tm
     assert args.inference_steps == 7  # the flag's default is the config's
     _, settings = parse_settings(parser, ["--config", str(mine), "--inference_steps", "4"])
     assert settings.inference_steps == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--inference_steps", "0"], "error: --inference_steps must be between 1 and 999, got 0\n"),
+    (["--inference_stepz", "3"], "error: unrecognized arguments: --inference_stepz 3 (see --help)\n"),
+])
+def test_eval_all_checks_the_settings_it_passes_on_before_anything_runs(tmp_path, capsys, flags, message):
+    from eval import eval_all
+
+    code = eval_all.main(["--eval_list", str(tmp_path / "list.csv"), "--checkpoint", str(tmp_path / "c.pt"),
+                          "--output_dir", str(tmp_path / "out"), *flags])
+    assert code == 1 and capsys.readouterr().err == message
+    assert list(tmp_path.iterdir()) == []
