@@ -22,19 +22,21 @@ import os
 import signal
 import sys
 import time
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from latentsync.errors import ConfigError, LatentSyncError, one_line
+from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, one_line
 from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
-from latentsync.pipelines.loading import load_pipeline_for
+from latentsync.pipelines.loading import load_pipeline_for, make_detector, missing_model_files
 from latentsync.pipelines.progress import TqdmProgress
-from latentsync.pipelines.video_runner import sync_video
+from latentsync.pipelines.video_runner import VideoJob, sync_video
 from latentsync.settings import (
     HelpFormatter, InferenceSettings, SettingsParser, add_setting_flags, parse_settings,
 )
 from latentsync.utils.files import check_output_path, check_writable_folder, require_file
 from latentsync.utils.logging import configure_logging
+
+if TYPE_CHECKING:  # diffusers, imported by loading when the models load (while the faces are being found)
+    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 
 logger = logging.getLogger("inference")
 
@@ -194,24 +196,37 @@ def run(args: argparse.Namespace, settings: InferenceSettings) -> int:
             for failure in failures:
                 print(f"failed: {failure}", file=sys.stderr)
             raise ConfigError(f"none of the {len(failures)} rows of {args.batch} can run (listed above)")
-    else:
-        missing = [flag for flag in ("video_path", "audio_path", "video_out_path") if not getattr(settings, flag)]
-        if missing:
-            raise ConfigError("missing " + ", ".join("--" + flag for flag in missing))
-        jobs = [settings]
-        check_job(settings)
-    with made_folder(settings.temp_dir):
-        pipeline = load_pipeline_for(settings, show_native_logs=args.verbose)
-        try:
-            if args.batch:
+        with made_folder(settings.temp_dir):
+            pipeline = load_pipeline_for(settings, show_native_logs=args.verbose)
+            try:
                 return run_batch(pipeline, jobs, failures)
-            run_job(pipeline, jobs[0])
+            finally:
+                _close(pipeline.face_detector)
+    missing = [flag for flag in ("video_path", "audio_path", "video_out_path") if not getattr(settings, flag)]
+    if missing:
+        raise ConfigError("missing " + ", ".join("--" + flag for flag in missing))
+    check_job(settings)
+    absent = missing_model_files(settings.unet_config_path, settings.inference_ckpt_path, settings.whisper_path,
+                                 settings.vae_path)
+    if absent:
+        raise CheckpointError(str(absent[0]))
+    with made_folder(settings.temp_dir):
+        # The job opens first (video probed, audio decoded, the face pass started in its thread), then
+        # the networks import and load while the faces are being found.
+        detector = make_detector(settings.face_detector, settings.device, show_native_logs=args.verbose)
+        try:
+            with contextlib.closing(TqdmProgress()) as progress, VideoJob(settings, detector, progress=progress) as job:
+                job.sync(load_pipeline_for(settings, face_detector=detector, show_native_logs=args.verbose))
         finally:
-            close = getattr(pipeline.face_detector, "close", None)
-            if close is not None:
-                close()
+            _close(detector)
     logger.info("done in %.1f s: %s", time.monotonic() - start, settings.video_out_path)
     return 0
+
+
+def _close(detector) -> None:
+    close = getattr(detector, "close", None)
+    if close is not None:
+        close()
 
 
 def main(argv: list[str] | None = None) -> int:

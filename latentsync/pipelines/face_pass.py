@@ -2,7 +2,8 @@
 
 It runs in a thread of its own when the stages overlap (else to its end first), over frames
 shrunk for the detector while decoding; its detections are read, in order, by the sync pass as
-they arrive. Its progress is reported and its outcome (no face at all, a ``face_index`` beyond the
+they arrive. It needs no model but the detector, so a run may start it before the networks are
+loaded. Its progress is reported and its outcome (no face at all, a ``face_index`` beyond the
 faces found) checked from the thread that runs the video, so progress hooks are only ever called
 from there.
 """
@@ -72,9 +73,8 @@ class FacePass:
         self.used = used
         # Overlapped: progress is reported from the caller's thread by check(); else as the frames are taken.
         self.progress = progress if background else None
+        self._reported = False
         self._checked = False
-        if self.progress is not None:
-            self.progress("faces", 0, used)
         # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
         shrunk = islice(reader.frames(aligner.options.detect_max_side), used)
         counted = _counted(shrunk, used, "faces", None if background else progress)
@@ -86,6 +86,9 @@ class FacePass:
         face was in no frame, else log how many frames have it."""
         if self._checked:
             return
+        if self.progress is not None and not self._reported:  # the stage starts for the caller here
+            self._reported = True
+            self.progress("faces", 0, self.used)
         if not (wait or self.detections.finished):
             if self.progress is not None:
                 self.progress("faces", self.detections.count, self.used)

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+VIDEO_FPS = 25  # the rate the models were trained at; every input is resampled to it
+
 
 def output_frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
     """Frames covering ``num_samples`` of audio at ``fps``: ceil(duration * fps), at least 1."""

@@ -31,13 +31,11 @@ from latentsync.models.unet import UNet3DConditionModel
 from latentsync.paths import DEFAULT_MASK_PATH
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
+from latentsync.pipelines.frame_plan import VIDEO_FPS
 from latentsync.pipelines.latents import (
     frame_noise, mask_to_latent_size, paste_surroundings, shared_initial_noise, unet_input, vae_scale, vae_unscale,
 )
 from latentsync.pipelines.sampling import Sampling, scheduler_class
-
-VIDEO_FPS = 25  # the rate the models were trained at; every input is resampled to it
-
 
 @dataclass(frozen=True)
 class ClipConditioning:

@@ -2,8 +2,13 @@
 
 The CLI, the benchmarks, the tests, training validation and the Gradio app call
 :func:`load_pipeline` (:func:`load_pipeline_for` with a settings object); code that already holds
-modules (random-weight benchmarks, training) calls :func:`assemble_pipeline`. Nothing here touches the network: a missing file is a
-:class:`~latentsync.errors.CheckpointError` naming the command that downloads it.
+modules (random-weight benchmarks, training) calls :func:`assemble_pipeline`. Nothing here touches
+the network: a missing file is a :class:`~latentsync.errors.CheckpointError` naming the command
+that downloads it (:func:`missing_model_files` lists them all).
+
+The networks' modules (and diffusers, seconds to import) are imported when a pipeline is built,
+not with this module: the command line checks the model files and starts reading the video and
+finding its faces (:class:`~latentsync.pipelines.video_runner.VideoJob`) while they import.
 """
 
 from __future__ import annotations
@@ -11,20 +16,24 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKL
 
 from latentsync import paths
 from latentsync.config import load_config
 from latentsync.errors import CheckpointError, ConfigError
-from latentsync.face.detection import make_face_detector
-from latentsync.models.unet import UNet3DConditionModel
-from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
+from latentsync.face.detection import FaceDetector, make_face_detector
 from latentsync.pipelines.sampling import make_scheduler
 from latentsync.settings import InferenceSettings
 from latentsync.utils.device import pick_device, pick_dtype
 from latentsync.whisper.audio2feature import Audio2Feature
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
+
+    from latentsync.models.unet import UNet3DConditionModel
+    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +112,8 @@ def assemble_pipeline(
     dtype: torch.dtype | None = None,
 ) -> LipsyncPipeline:
     """A pipeline of modules already built, on the project's noise schedule, moved to ``device``/``dtype``."""
+    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline  # (see the module docstring)
+
     # The schedule's own class; each call samples with a fresh sampler of its choice built from it.
     pipeline = LipsyncPipeline(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=make_scheduler("ddim"))
     if device is not None:
@@ -120,18 +131,22 @@ def load_pipeline(
     vae_path: str | os.PathLike = paths.DEFAULT_VAE_DIR,
     device: str | torch.device = "auto",
     dtype: torch.dtype | None = None,
-    face_detector: str | None = "auto",
+    face_detector: str | FaceDetector | None = "auto",
     show_native_logs: bool = False,
 ) -> LipsyncPipeline:
     """Load UNet, VAE and Whisper from their files into a ready pipeline.
 
     ``whisper_path`` None picks ``checkpoints/whisper/tiny.pt`` or ``small.pt`` by the UNet's audio
     width; ``dtype`` None picks fp16 where the device runs it fast, else fp32; ``face_detector`` is
-    "auto", "insightface", "mediapipe" or None (no detector: pass one to each run), its native
-    libraries' stderr chatter silenced unless ``show_native_logs``. The pipeline keeps the UNet
+    "auto", "insightface", "mediapipe", a detector already built, or None (no detector: pass one to
+    each run), its native libraries' stderr chatter silenced unless ``show_native_logs``. The pipeline keeps the UNet
     config's clip length, resolution and mask. Everything a run chooses (sampler, steps, deep
     cache, windows, detection, encoding) is an argument of the run, not of the loaded pipeline.
     """
+    from diffusers import AutoencoderKL  # (see the module docstring)
+
+    from latentsync.models.unet import UNet3DConditionModel
+
     missing = missing_model_files(unet_config_path, inference_ckpt_path, whisper_path, vae_path)
     if missing:
         raise CheckpointError(str(missing[0]))
@@ -168,22 +183,36 @@ def load_pipeline(
         raise CheckpointError(f"cannot load the VAE from {os.fspath(vae_path)!r}: {err}") from err
     pipeline = assemble_pipeline(vae.to(device), unet, audio_encoder)
     pipeline.set_defaults(num_frames=config.data.num_frames, resolution=config.data.resolution, mask_image_path=mask_path)
-    if face_detector is not None:
-        pipeline.face_detector = make_face_detector(
-            face_detector, model_dir=paths.AUXILIARY_DIR, device=str(device), show_native_logs=show_native_logs
-        )
+    if isinstance(face_detector, str):
+        face_detector = make_detector(face_detector, device, show_native_logs)
+    pipeline.face_detector = face_detector
     return pipeline
 
 
-def load_pipeline_for(settings: InferenceSettings, *, device: str | torch.device | None = None,
-                      show_native_logs: bool = False) -> LipsyncPipeline:
-    """:func:`load_pipeline` with the model settings of ``settings`` (``device`` overrides theirs, e.g. cuda:1)."""
+def make_detector(name: str, device: str | torch.device = "auto", show_native_logs: bool = False) -> FaceDetector:
+    """The face detector ``name`` for a pipeline on ``device`` (models from checkpoints/auxiliary)."""
+    try:
+        device = pick_device(str(device))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return make_face_detector(name, model_dir=paths.AUXILIARY_DIR, device=str(device), show_native_logs=show_native_logs)
+
+
+def load_pipeline_for(
+    settings: InferenceSettings,
+    *,
+    device: str | torch.device | None = None,
+    face_detector: FaceDetector | None = None,
+    show_native_logs: bool = False,
+) -> LipsyncPipeline:
+    """:func:`load_pipeline` with the model settings of ``settings`` (``device`` overrides theirs, e.g. cuda:1;
+    ``face_detector``: one already built, else the settings' is made)."""
     return load_pipeline(
         settings.unet_config_path,
         settings.inference_ckpt_path,
         whisper_path=settings.whisper_path,
         vae_path=settings.vae_path,
         device=settings.device if device is None else device,
-        face_detector=settings.face_detector,
+        face_detector=settings.face_detector if face_detector is None else face_detector,
         show_native_logs=show_native_logs,
     )

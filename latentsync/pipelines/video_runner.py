@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -40,13 +40,18 @@ from latentsync.media.mux import mux_audio
 from latentsync.media.reader import VideoReader
 from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING, VideoEncoding, VideoWriter
 from latentsync.pipelines.face_pass import CountingDetector, FacePass
-from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
-from latentsync.pipelines.lipsync_pipeline import VIDEO_FPS, LipsyncPipeline
+from latentsync.pipelines.frame_plan import (
+    VIDEO_FPS, FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index,
+)
 from latentsync.pipelines.overlap import Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
+from latentsync.pipelines.sampling import Sampling
 from latentsync.settings import InferenceSettings, draw_seed
 from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX, check_output_path, owned_prefix, remove_stale
 from latentsync.utils.memory import limit_malloc_arenas
+
+if TYPE_CHECKING:  # the pipeline module imports diffusers: a job opens without it (see VideoJob)
+    from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +86,6 @@ def video_encoding(settings: InferenceSettings) -> VideoEncoding:
     return ARCHIVAL_ENCODING if settings.archival else FAST_ENCODING
 
 
-@torch.no_grad()
 def sync_video(
     pipeline: LipsyncPipeline,
     settings: InferenceSettings,
@@ -103,99 +107,151 @@ def sync_video(
     ``pad_last_clip`` fills a short last clip with its own frames played backward so the motion
     modules see ``num_frames`` frames (upstream runs a shorter clip instead; False reproduces it).
     A private working folder is made under ``settings.temp_dir`` (and removed); nothing else is
-    written besides the output.
+    written besides the output. This is :class:`VideoJob` opened and synced at once.
     """
     detector = face_detector if face_detector is not None else pipeline.face_detector
-    if detector is None:
-        raise ValueError("no face detector: pass face_detector= or build the pipeline with load_pipeline()")
-    missing = [name for name in ("video_path", "audio_path", "video_out_path") if getattr(settings, name) is None]
-    if missing:
-        raise ValueError(f"the settings name no {', '.join(missing)}")
-    seed = None
-    if generator is None:
-        seed = settings.seed if settings.seed != -1 else draw_seed()
-        generator = pipeline.make_generator(seed)
-    logger.info("syncing %s to %s (seed %s)", settings.video_path, settings.audio_path,
-                "of the caller's generator" if seed is None else seed)
     bars = TqdmProgress(**getattr(pipeline, "_progress_bar_config", {})) if progress is None else None
-    run = _VideoRun(pipeline, settings, CountingDetector(detector), generator, progress or bars, eta,
-                    overlap_stages, pad_last_clip)
-    was_training = pipeline.unet.training
-    if was_training:  # sampling from a model under training (validation): eval mode for the run
-        pipeline.unet.eval()
     try:
-        return run.run(seed)
+        with VideoJob(settings, detector, progress=progress or bars, overlap_stages=overlap_stages) as job:
+            return job.sync(pipeline, generator=generator, pad_last_clip=pad_last_clip, eta=eta)
     finally:
-        if was_training:
-            pipeline.unet.train()
         if bars is not None:
             bars.close()
 
 
-class _VideoRun:
-    """One run's state: the pipeline, its settings and what is derived from them once."""
+class VideoJob:
+    """One video run in two halves, so its first can go before any network is loaded.
+
+    Opening checks the files, probes the video, decodes the audio and, when the stages overlap,
+    starts the face detection pass in its thread: all without the pipeline, so a command line can
+    open its job first and load the models while the faces are being found. :meth:`sync` then does
+    the rest with a loaded pipeline; :meth:`close` (or leaving the ``with`` block) stops the
+    detection thread if the job ends early. One job syncs once.
+    """
 
     def __init__(
         self,
-        pipeline: LipsyncPipeline,
         settings: InferenceSettings,
-        detector: CountingDetector,
-        generator: torch.Generator,
+        face_detector: FaceDetector | None,
+        *,
         progress: ProgressHook,
-        eta: float,
-        overlap_stages: bool,
+        overlap_stages: bool = True,
+    ) -> None:
+        if face_detector is None:
+            raise ValueError("no face detector: pass face_detector= or build the pipeline with load_pipeline()")
+        missing = [name for name in ("video_path", "audio_path", "video_out_path") if getattr(settings, name) is None]
+        if missing:
+            raise ValueError(f"the settings name no {', '.join(missing)}")
+        self.settings = settings
+        self.progress = progress
+        self.overlap = overlap_stages
+        self.detector = CountingDetector(face_detector)
+        # 1. Check inputs, and that the output can be written without replacing one of them.
+        check_output_path(settings.video_out_path, (settings.video_path, settings.audio_path))
+        self.reader = VideoReader(settings.video_path, fps=VIDEO_FPS)  # probes the file: bad videos fail here, early
+        self.waveform = load_audio(settings.audio_path, SAMPLE_RATE)
+        self.total = output_frame_count(len(self.waveform), SAMPLE_RATE, VIDEO_FPS)  # the audio decides the length
+        self.used = min(len(self.reader), self.total)  # input frames used
+        # The face pass (see sync, step 4) starts now when it runs in a thread; tracking does not depend on
+        # the crop size or the device, only on the detection settings.
+        self.faces = self._face_pass() if overlap_stages else None
+
+    def _face_pass(self) -> FacePass:
+        options = face_stage_options(self.settings, torch.device("cpu"))
+        tracking = FaceAligner(detector=self.detector, face_index=self.settings.face_index, options=options)
+        return FacePass(self.reader, self.used, tracking, self.detector, self.settings.face_index, self.progress,
+                        self.overlap)
+
+    def __enter__(self) -> "VideoJob":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the detection thread, if any, and wait for it."""
+        if self.faces is not None:
+            self.faces.close()
+
+    @torch.no_grad()
+    def sync(
+        self,
+        pipeline: LipsyncPipeline,
+        *,
+        generator: torch.Generator | None = None,
+        pad_last_clip: bool = True,
+        eta: float = 0.0,
+    ) -> SyncReport:
+        """Lip-sync the opened job with ``pipeline`` (see :func:`sync_video` for the arguments)."""
+        settings = self.settings
+        seed = None
+        if generator is None:
+            seed = settings.seed if settings.seed != -1 else draw_seed()
+            generator = pipeline.make_generator(seed)
+        logger.info("syncing %s to %s (seed %s)", settings.video_path, settings.audio_path,
+                    "of the caller's generator" if seed is None else seed)
+        run = _SyncPass(self, pipeline, generator, settings.sampling(eta), pad_last_clip)
+        was_training = pipeline.unet.training
+        if was_training:  # sampling from a model under training (validation): eval mode for the run
+            pipeline.unet.eval()
+        try:
+            return run.run(seed)
+        finally:
+            if was_training:
+                pipeline.unet.train()
+
+
+class _SyncPass:
+    """The half of a job that needs the pipeline: what is derived from both, once, and the run itself."""
+
+    def __init__(
+        self, job: VideoJob, pipeline: LipsyncPipeline, generator: torch.Generator, sampling: Sampling,
         pad_last_clip: bool,
     ) -> None:
+        self.job = job
         self.pipeline = pipeline
-        self.settings = settings
-        self.detector = detector
         self.generator = generator
-        self.progress = progress
-        self.sampling = settings.sampling(eta)
-        self.overlap = overlap_stages
+        self.sampling = sampling
         self.pad_last_clip = pad_last_clip
         self.num_frames = pipeline.num_frames
         self.resolution = pipeline.resolution
 
     def run(self, seed: int | None) -> SyncReport:
-        pipeline, settings, progress = self.pipeline, self.settings, self.progress
-        video_path, audio_path, out_path = settings.video_path, settings.audio_path, settings.video_out_path
-        # 1. Check inputs, and that the output can be written without replacing one of them.
-        check_output_path(out_path, (video_path, audio_path))
+        job, pipeline = self.job, self.pipeline
+        settings, progress, reader, total, used = job.settings, job.progress, job.reader, job.total, job.used
         if self.resolution % pipeline.vae_scale_factor or self.resolution <= 0:
             raise ValueError(
                 f"resolution must be a positive multiple of {pipeline.vae_scale_factor}, got {self.resolution}"
             )
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
-        pipeline.make_sampler(self.sampling)  # a bad sampler or step count fails here, before any decoding
-        reader = VideoReader(video_path, fps=VIDEO_FPS)  # probes the file: bad videos fail here, early
-        waveform = load_audio(audio_path, SAMPLE_RATE)
+        pipeline.make_sampler(self.sampling)  # a bad sampler or step count fails here, before any work
 
-        # 2. Audio: the sample count decides the output length; 50 Hz Whisper features.
-        total = output_frame_count(len(waveform), SAMPLE_RATE, VIDEO_FPS)
+        # 2. Audio: 50 Hz Whisper features.
         progress("audio", 0, 1)
         features = pipeline.audio_encoder.audio2feat(
-            waveform, windows=settings.audio_windows, cache_dir=settings.audio_cache_dir
+            job.waveform, windows=settings.audio_windows, cache_dir=settings.audio_cache_dir
         )
         progress("audio", 1, 1)
-        del waveform
+        job.waveform = None
 
         # 3. Sampling set-up: the mask, one noise frame for the whole video.
         mask = load_fixed_mask(self.resolution, pipeline.mask_image_path)
         noise = pipeline.initial_noise(self.resolution, self.generator)
 
         # 4. Faces: a pass of detection + tracking over the input frames that will be used. It runs
-        # ahead of the sync pass, in a thread when the stages overlap (else to its end first); a
-        # video without the face fails as soon as the pass ends.
-        used = min(len(reader), total)
+        # ahead of the sync pass, in a thread when the stages overlap (started when the job opened),
+        # else to its end first; a video without the face fails as soon as the pass ends.
+        if job.faces is None:
+            job.faces = job._face_pass()
+        faces = job.faces
         options = face_stage_options(settings, pipeline.unet.device)
-        aligner = FaceAligner(self.resolution, self.detector, settings.face_index, options=options)
-        faces = FacePass(reader, used, aligner, self.detector, settings.face_index, progress, self.overlap)
+        aligner = FaceAligner(self.resolution, face_index=settings.face_index, options=options)
 
         # 5. Stream clips: align -> encode -> denoise -> decode -> paste -> restore -> write, with
         # alignment (one clip ahead) and restore + write (one clip behind) in their own threads.
         # Leftovers of earlier runs that were killed go first (only those whose process is gone).
+        out_path = settings.video_out_path
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(faces.close)  # last out: stops the detection thread
             faces.check()
@@ -207,7 +263,7 @@ class _VideoRun:
             frames = cleanup.enter_context(contextlib.closing(
                 _aligned_frames(reader, faces.detections, used, total, aligner, work)))
             clips = clip_bounds(total, self.num_frames)
-            depth = 1 if self.overlap else 0
+            depth = 1 if job.overlap else 0
             reading = Prefetch(((start, list(islice(frames, stop - start))) for start, stop in clips), depth, "align")
             cleanup.callback(reading.close)  # stops the alignment thread before its generator is closed
             synced = 0
@@ -228,7 +284,7 @@ class _VideoRun:
 
             # 6. Mux the original audio (the video covers it to within one frame).
             progress("write", 0, 1)
-            mux_audio(silent_path, audio_path, out_path)
+            mux_audio(silent_path, settings.audio_path, out_path)
             progress("write", 1, 1)
 
         report = SyncReport(os.fspath(out_path), total, synced, total - synced, used, seed)

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -373,17 +374,56 @@ def test_cli_passes_every_setting_to_the_run(monkeypatch, tmp_path):
     """The settings the run gets are the config's, with the flags' values: the sampler among them (not the loader's)."""
     seen = {}
 
-    def fake_loader(settings, show_native_logs=False):
-        seen["loaded"] = settings
-        return SimpleNamespace(face_detector=None)
+    class FakeJob:
+        def __init__(self, settings, detector, progress):
+            seen["run"] = settings
 
-    monkeypatch.setattr(inference_cli, "load_pipeline_for", fake_loader)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            pass
+
+        def sync(self, pipeline):
+            seen["synced_with"] = pipeline
+
     monkeypatch.setattr(inference_cli, "check_job", lambda job: None)
-    monkeypatch.setattr(inference_cli, "sync_video", lambda pipeline, job, progress: seen.setdefault("run", job))
+    monkeypatch.setattr(inference_cli, "missing_model_files", lambda *paths: [])
+    monkeypatch.setattr(inference_cli, "make_detector", lambda *args, **kwargs: None)
+    monkeypatch.setattr(inference_cli, "load_pipeline_for", lambda settings, **kwargs: seen.setdefault("loaded", settings))
+    monkeypatch.setattr(inference_cli, "VideoJob", FakeJob)
     assert main(["--scheduler", "dpm++", "--inference_steps", "10", "--temp_dir", str(tmp_path)]) == 0
     assert (seen["run"].scheduler, seen["run"].inference_steps, seen["run"].guidance_scale) == ("dpm++", 10, 1.5)
+    assert seen["synced_with"] is seen["loaded"] is seen["run"]  # (the fake loader returns the settings it got)
     seen.clear()
     assert main(["--temp_dir", str(tmp_path)]) == 0
     assert seen["run"].scheduler == "ddim"  # configs/inference.yaml
     with pytest.raises(ConfigError, match="--scheduler"):
         inference_cli.parse_args(["--scheduler", "euler"])
+
+
+def test_the_face_pass_runs_while_the_models_load(cli, media, tmp_path, monkeypatch):
+    """A single run opens its job (the detection thread started) before the networks are loaded."""
+    from latentsync.face.alignment import FaceAligner
+
+    events = []
+    detect, load = FaceAligner._detect, inference_cli.load_pipeline_for
+
+    def detecting(self, *args, **kwargs):
+        events.append("detect")
+        return detect(self, *args, **kwargs)
+
+    def loading(*args, **kwargs):
+        deadline = time.monotonic() + 120
+        while "detect" not in events:  # the face pass gets under way without the networks
+            assert time.monotonic() < deadline, "no face detection before the models loaded"
+            time.sleep(0.01)
+        events.append("load")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(FaceAligner, "_detect", detecting)
+    monkeypatch.setattr(inference_cli, "load_pipeline_for", loading)
+    code, err = cli(media["video_1s"], media["audio_1s"], tmp_path / "out.mp4")
+    assert code == 0, err
+    assert events[0] == "detect" and "load" in events
+    assert_valid_output(tmp_path / "out.mp4", 1.0)
