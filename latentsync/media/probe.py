@@ -58,13 +58,12 @@ def _stream_timing(container: av.container.InputContainer, stream: av.video.stre
     return rate, int(count)
 
 
-def _display_rotation(path: str) -> int:
+def _display_rotation(container: av.container.InputContainer) -> int:
     """Degrees (0, 90, 180, 270) counter-clockwise to turn the stored pixels to display them, from the
     first frame's display matrix (phones store pixels sideways and record how to turn them)."""
     try:
-        with av.open(path, "r") as container:
-            for frame in container.decode(video=0):
-                return round((frame.rotation or 0) / 90) * 90 % 360
+        for frame in container.decode(video=0):
+            return round((frame.rotation or 0) / 90) * 90 % 360
     except (av.FFmpegError, UnicodeDecodeError, ValueError):
         pass  # undecodable: reading the frames reports it
     return 0
@@ -81,7 +80,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         if _is_image_format(container):
             return VideoInfo(25.0, 1, stream.width, stream.height, has_audio, 1 / 25, is_image=True)
         rate, count = _stream_timing(container, stream)
-        if count <= 0:
+        counted = count <= 0
+        if counted:
             # No count and no duration in the header (raw streams): count packets, no decoding.
             try:
                 count = sum(1 for packet in container.demux(stream) if packet.size)
@@ -90,9 +90,13 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             if count == 0:
                 raise MediaError(f"video has no frames: {path!r}")
         width, height = stream.width, stream.height
+        # The first frame, from this same opening unless counting the packets used the stream up.
+        rotation = 0 if counted else _display_rotation(container)
+    if counted:
+        with av.open(path, "r") as container:
+            rotation = _display_rotation(container)
     if not width or not height:
         raise MediaError(f"video stream has no frame size: {path!r}")
-    rotation = _display_rotation(path)
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(float(rate), count, width, height, has_audio, float(count / rate), rotation=rotation)

@@ -141,9 +141,13 @@ def chunk_indices(
 # --------------------------------------------------------------------------- encoder
 
 
-def _load_whisper(path: str) -> whisper.model.Whisper:
-    """An openai-whisper model from its checkpoint (``dims`` + ``model_state_dict``), as ``whisper.load_model``
-    builds it, read with :func:`load_weights_file` so a wrong file gets a message that names it."""
+def _load_whisper(path: str) -> tuple[whisper.model.AudioEncoder, whisper.model.ModelDimensions]:
+    """The encoder of an openai-whisper checkpoint (``dims`` + ``model_state_dict``) and its dimensions.
+
+    Only the encoder is built (the decoder is never used), on the meta device: its tensors are the
+    file's, loaded strictly, none initialised first. The file is read with :func:`load_weights_file`,
+    so a wrong one gets a message that names it.
+    """
     checkpoint = load_weights_file(path, "whisper checkpoint")
     if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= checkpoint.keys():
         raise CheckpointError(
@@ -151,13 +155,18 @@ def _load_whisper(path: str) -> whisper.model.Whisper:
             "pass checkpoints/whisper/tiny.pt or another openai-whisper .pt file"
         )
     try:
-        model = whisper.model.Whisper(whisper.model.ModelDimensions(**checkpoint["dims"]))
-        # Loads the checkpoint's own positional-embedding buffer (float16-rounded sinusoids),
-        # which the features depend on; recomputing it would shift them by ~1e-3.
-        model.load_state_dict(checkpoint["model_state_dict"])
+        dims = whisper.model.ModelDimensions(**checkpoint["dims"])
+        with torch.device("meta"):
+            encoder = whisper.model.AudioEncoder(
+                dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer
+            )
+        state = {k.removeprefix("encoder."): v for k, v in checkpoint["model_state_dict"].items() if k.startswith("encoder.")}
+        # Takes the checkpoint's own positional-embedding buffer (float16-rounded sinusoids), which
+        # the features depend on; recomputing it would shift them by ~1e-3.
+        encoder.load_state_dict(state, assign=True)
     except (TypeError, RuntimeError) as err:
         raise CheckpointError(f"whisper checkpoint {path!r} does not match its own dims: {err}") from err
-    return model
+    return encoder, dims
 
 
 class Audio2Feature:
@@ -189,11 +198,11 @@ class Audio2Feature:
                 f"whisper checkpoint not found: {self.model_path!r} (run setup_env.sh to download whisper/tiny.pt)"
             )
         self.device = torch.device(device) if device is not None else pick_device("auto")
-        model = _load_whisper(self.model_path).to(self.device)
-        self.encoder = model.encoder.to(dtype).eval()  # the decoder is never used
-        self.n_mels = model.dims.n_mels
-        self.embedding_dim = model.dims.n_audio_state
-        self.num_layers = model.dims.n_audio_layer + 1
+        encoder, dims = _load_whisper(self.model_path)
+        self.encoder = encoder.to(self.device, dtype).eval()
+        self.n_mels = dims.n_mels
+        self.embedding_dim = dims.n_audio_state
+        self.num_layers = dims.n_audio_layer + 1
         self.num_frames = num_frames
         self.audio_feat_length = tuple(audio_feat_length)
         self.windows = windows
