@@ -116,8 +116,8 @@ class SyncRoute:
 def reencode_at_25_fps(src: str, dst: str) -> None:
     """Upstream's first step: re-encode at 25 fps with ffmpeg's default mp4 encoders.
 
-    ``-async 1`` is spelled as the filter it stands for (``aresample=async=1:first_pts=0``), which newer
-    ffmpeg versions still accept.
+    ``-async 1`` (deprecated by ffmpeg in favour of the aresample filter) is spelled as the filter it
+    inserts, ``aresample=async=1:first_pts=0`` (the tests get the same frames and samples both ways).
     """
     _run_ffmpeg(["-y", "-loglevel", "error", "-i", _ffmpeg_path(src), "-qscale:v", str(SOURCE_JPEG_QSCALE),
                  "-af", "aresample=async=1:first_pts=0", "-r", str(FPS), _ffmpeg_path(dst)], src, "re-encode")
