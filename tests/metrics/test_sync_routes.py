@@ -73,6 +73,17 @@ def clip_30fps(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def scored(models, clip_30fps):
+    """protocol -> (the video's verdict, what the scorer was given per track)."""
+    syncnet, detector = models
+    results = {}
+    for protocol in PROTOCOLS:
+        scorer = RecordingScorer(syncnet, CPU)
+        results[protocol] = (score_video(str(clip_30fps), scorer, detector, SETTINGS, protocol=protocol), scorer.seen)
+    return results
+
+
 def _upstream_by_hand(video, tracks, work) -> tuple[list, list, np.ndarray, list]:
     """Upstream's commands, files and OpenCV calls: (source frames, per-track (crops before the mp4v
     writer, JPEG crops read back, their audio))."""
@@ -109,12 +120,10 @@ def _mean_abs(a, b) -> float:
     return float(np.abs(np.stack(a).astype(np.float64) - np.stack(b)).mean())
 
 
-def test_upstream_route_is_upstreams_commands_by_hand(models, clip_30fps, tmp_path):
-    syncnet, detector = models
+def test_upstream_route_is_upstreams_commands_by_hand(scored, clip_30fps, tmp_path):
     with SyncRoute(str(clip_30fps), "upstream") as route:
         route_frames, route_audio = list(route.frames()), route.audio
-    scorer = RecordingScorer(syncnet, CPU)
-    result = score_video(str(clip_30fps), scorer, detector, SETTINGS, protocol="upstream")
+    result, seen = scored["upstream"]
     assert result.protocol == "upstream" and len(result.tracks) >= 1
 
     frames, per_track, source_audio = _upstream_by_hand(clip_30fps, result.tracks, tmp_path / "by_hand")
@@ -124,8 +133,8 @@ def test_upstream_route_is_upstreams_commands_by_hand(models, clip_30fps, tmp_pa
         np.testing.assert_array_equal(ours, theirs[..., ::-1])
     np.testing.assert_array_equal(route_audio, source_audio)
     # The scorer gets exactly the crops read back from the mp4v video's default-quality JPEGs, and its audio.
-    assert len(scorer.seen) == len(result.tracks)
-    for (crops, count, audio), (written, read_back, track_audio) in zip(scorer.seen, per_track):
+    assert len(seen) == len(result.tracks)
+    for (crops, count, audio), (written, read_back, track_audio) in zip(seen, per_track):
         assert count == len(read_back) == len(written) == len(crops)
         for ours, theirs in zip(crops, read_back):
             np.testing.assert_array_equal(ours, theirs[..., ::-1])
@@ -136,13 +145,8 @@ def test_upstream_route_is_upstreams_commands_by_hand(models, clip_30fps, tmp_pa
     assert leftovers == []  # the work folder is gone
 
 
-def test_clean_route_scores_the_decoded_crops(models, clip_30fps):
-    syncnet, detector = models
-    scores = {}
-    for protocol in PROTOCOLS:
-        scorer = RecordingScorer(syncnet, CPU)
-        scores[protocol] = (score_video(str(clip_30fps), scorer, detector, SETTINGS, protocol=protocol), scorer.seen)
-    (clean, clean_seen), (upstream, upstream_seen) = scores["clean"], scores["upstream"]
+def test_clean_route_scores_the_decoded_crops(scored):
+    (clean, clean_seen), (upstream, upstream_seen) = scored["clean"], scored["upstream"]
     assert clean.protocol == "clean" and [t.start for t in clean.tracks] == [t.start for t in upstream.tracks]
     for (clean_crops, clean_count, _), (upstream_crops, upstream_count, _) in zip(clean_seen, upstream_seen):
         # Timestamps (clean) and ffmpeg's -r 25 (upstream) may differ by a frame at the end of a 30 fps video.
