@@ -24,7 +24,8 @@ class VideoReader:
 
     Output frame k is the source frame on screen at time k / fps, counted from the first
     frame (frames are dropped or repeated). Colours are ffmpeg's: each frame is converted with the
-    matrix and range it is tagged with (untagged: BT.601, limited range). Nothing beyond the current frame is held in memory.
+    matrix and range it is tagged with (untagged: BT.601, limited range). Nothing beyond the
+    current frame is held in memory.
     ``len()`` is ceil(duration * fps) from the header, exact for constant-frame-rate
     files; iteration always yields exactly ``len()`` frames (a short stream repeats its
     last frame, a long one is cut). A still image is a one-frame video.

@@ -58,6 +58,7 @@ class VideoWriter:
         self.fps = Fraction(fps).limit_denominator(100000)
         self.width, self.height = width, height
         self.encoding = encoding
+        self.standard = output_standard(width + width % 2, height + height % 2)  # matrix and tags
         self.frames_written = 0
         self._atomic = None
         self._container = None
@@ -75,7 +76,6 @@ class VideoWriter:
             stream.options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset}
             context = stream.codec_context
             context.thread_count = self.encoding.threads
-            self.standard = output_standard(stream.width, stream.height)
             context.colorspace = context.color_primaries = context.color_trc = self.standard.code
             context.color_range = 1  # limited (MPEG) range
             self._stream = stream
