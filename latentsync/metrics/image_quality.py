@@ -17,6 +17,7 @@ from latentsync.media.reader import VideoReader
 CROP = 224  # px
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAMES_DESCRIPTION = f"first, middle and last frame at the video's own rate, centre crop {CROP} px"
 
 
 def probe_frames(video_path: str) -> np.ndarray:
