@@ -33,6 +33,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,8 +284,10 @@ def print_comparison(before: dict, after: dict, steps: int) -> None:
 # --------------------------------------------------------------------------- end to end, start-up included
 
 # Runs in a fresh process of the checkout being measured (``python -c``), so it may only use what
-# every checkout has: the CLI's main(), the progress hook, the reader/writer and model classes.
-# Times are seconds since the parent started the process (LATENTSYNC_BENCH_T0, wall clock).
+# every checkout has: the CLI's main(), the progress hook, the reader/writer, the aligner and the
+# loader. It imports nothing the CLI would import later (diffusers, the UNet), so the order of the
+# CLI's own imports is kept. Times are seconds since the parent started the process
+# (LATENTSYNC_BENCH_T0, wall clock).
 _STARTUP_DRIVER = r"""
 import json, os, sys, time
 T0 = float(os.environ["LATENTSYNC_BENCH_T0"])
@@ -304,10 +307,8 @@ import scripts.inference as cli
 mark("imports done")
 from latentsync.face.alignment import FaceAligner
 from latentsync.media.writer import VideoWriter
-from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines.progress import TqdmProgress
 from latentsync.whisper.audio2feature import Audio2Feature
-import diffusers
 progress = TqdmProgress.__call__
 def on_progress(self, stage, done, total):
     if stage == "audio" and done == 0:
@@ -339,21 +340,17 @@ def on_frames(self, *args, **kwargs):
 VideoReader.frames = on_frames
 FaceAligner.align = first("first alignment", FaceAligner.align)
 FaceAligner.restore_clip = first("first restore", FaceAligner.restore_clip)
-UNet3DConditionModel.forward = first("first UNet step", UNet3DConditionModel.forward)
 write = VideoWriter.write
 def on_write(self, frame):
     mark("first frame to the encoder")
     return write(self, frame)
 VideoWriter.write = on_write
-unet_load = UNet3DConditionModel.from_checkpoint
-UNet3DConditionModel.from_checkpoint = timed("UNet", unet_load)
-vae_load = diffusers.AutoencoderKL.from_pretrained
-diffusers.AutoencoderKL.from_pretrained = timed("VAE", vae_load)
 Audio2Feature.__init__ = timed("Whisper", Audio2Feature.__init__)
-from latentsync.face import detection
-detection.make_face_detector = timed("face detector", detection.make_face_detector)
 import latentsync.pipelines.loading as loading
-loading.make_face_detector = detection.make_face_detector
+loading.make_face_detector = timed("face detector", loading.make_face_detector)
+loading.load_pipeline = timed("load_pipeline, imports included", loading.load_pipeline)
+if hasattr(cli, "load_pipeline"):  # the CLI may hold its own reference
+    cli.load_pipeline = loading.load_pipeline
 code = cli.main(sys.argv[1:])
 mark("main returned")
 print(json.dumps({"code": code, "marks": marks, "loading": spent}))
@@ -363,9 +360,9 @@ STARTUP_MARKS = (
     "interpreter started", "imports done", "models loaded", "audio features", "first face detection",
     "first frame to the encoder", "file written (muxed)", "main returned",
 )
-DETAIL_MARKS = (  # printed with --verbose-marks: where the wait for the first frame goes
+DETAIL_MARKS = (  # where the wait for the first frame goes
     "decoding, pass 1", "decoding, pass 2", "first alignment (start)", "first alignment",
-    "first UNet step (start)", "first UNet step", "first restore (start)", "first restore",
+    "first restore (start)", "first restore",
 )
 
 
@@ -387,10 +384,13 @@ def end_to_end_run(checkout: Path, models: dict, video: str, audio: str, args: a
         out = os.path.join(out_dir, "out.mp4")
         flags = _cli_flags(models, video, audio, out, args)
         env = _checkout_env(checkout, args.threads)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.time()
         done = subprocess.run(["bash", str(checkout / "inference.sh"), *flags], cwd=checkout, env=env,
                               capture_output=True, text=True, check=False)
         wall = time.time() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if done.returncode != 0 or not os.path.isfile(out):
             sys.exit(f"inference.sh of {checkout} failed:\n{done.stderr[-3000:]}")
         os.remove(out)
@@ -400,7 +400,7 @@ def end_to_end_run(checkout: Path, models: dict, video: str, audio: str, args: a
         if traced.returncode != 0:
             sys.exit(f"instrumented run of {checkout} failed:\n{traced.stderr[-3000:]}")
         result = json.loads(traced.stdout.strip().splitlines()[-1])
-    return {"wall": wall, **result}
+    return {"wall": wall, "cpu": cpu, "load": os.getloadavg()[0], **result}
 
 
 def import_breakdown(checkout: Path, threads: int, top: int = 12) -> list[tuple[str, float]]:
@@ -430,7 +430,7 @@ def end_to_end(args: argparse.Namespace, models: dict, tmp: str) -> None:
                 result = end_to_end_run(checkout, models, video, audio, args)
                 runs[checkout].append(result)
                 print(f"round {round_ + 1}, {checkout}: {result['wall']:.2f} s, {frames / result['wall']:.2f} frames/s "
-                      f"end to end", flush=True)
+                      f"end to end, CPU {result['cpu']:.1f} s, load {result['load']:.2f}", flush=True)
         size = f"{args.size[0]}x{args.size[1]}"
         print(f"\n### {seconds:g} s {size} ({frames} frames), inference.sh, {args.steps} steps, {args.device}, "
               f"{args.threads} threads, best of {args.repeat}")
@@ -446,6 +446,14 @@ def end_to_end(args: argparse.Namespace, models: dict, tmp: str) -> None:
         for checkout, found in runs.items():
             print(f"{checkout.name} details (first run): " + ", ".join(
                 f"{name} {found[0]['marks'].get(name, math.nan):.2f}" for name in DETAIL_MARKS))
+        if len(checkouts) > 1:
+            first = runs[checkouts[0]]
+            for checkout in checkouts[1:]:
+                ratios = [a["wall"] / b["wall"] for a, b in zip(first, runs[checkout])]
+                cpu = [b["cpu"] / a["cpu"] for a, b in zip(first, runs[checkout])]
+                print(f"\n{checkout.name} vs {checkouts[0].name}, per round (back to back): speed x"
+                      + ", x".join(f"{r:.2f}" for r in ratios) + f" (median x{statistics.median(ratios):.2f}); "
+                      f"CPU time x{statistics.median(cpu):.2f} (median)")
         print("\nloading, seconds (best of the runs): " + "; ".join(
             f"{checkout.name}: " + ", ".join(f"{k} {min(r['loading'].get(k, math.nan) for r in found):.2f}"
                                               for k in found[0]["loading"])
