@@ -1,9 +1,13 @@
 """LatentSync in the browser: upload a face video (or a photo) and speech, get the lip-synced video.
 
 Examples (from any folder):
-  python gradio_app.py                           # http://127.0.0.1:7860, models from configs/inference.yaml
+  python gradio_app.py                           # http://127.0.0.1:7860, settings from configs/inference.yaml
   python gradio_app.py --share --auth me:secret  # also a public link, behind a login
-  python gradio_app.py --host 0.0.0.0 --port 8000 --concurrency 2
+  python gradio_app.py --host 0.0.0.0 --port 8000 --concurrency 2 --config my_inference.yaml
+
+The settings (latentsync/settings.py) are the CLI's: those the server fixes (models, device,
+detector, folders) are flags, the others controls of the page and parameters of its API, all
+starting at the values of --config.
 
 The pipelines are loaded once at start (one per job that may run at once: by default one per
 GPU, else one) and reused; Gradio's queue runs at most that many jobs and shows waiting users

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from latentsync.errors import NoFaceError
-from latentsync.face.detection import make_face_detector
 from latentsync.media.reader import VideoReader
 from latentsync.media.writer import ARCHIVAL_ENCODING, VideoWriter
 from latentsync.pipelines import face_pass, video_runner
