@@ -33,7 +33,7 @@ def scheduler_class(name: str) -> type:
 
 @lru_cache(maxsize=None)
 def _schedule_config() -> dict:
-    """configs/scheduler_config.json as diffusers reads it, read once per process."""
+    """The noise schedule (paths.SCHEDULER_DIR) as diffusers reads it, read once per process."""
     return dict(scheduler_class("ddim").load_config(paths.SCHEDULER_DIR))
 
 
