@@ -84,7 +84,7 @@ def test_embeddings_are_computed_once_per_video(clips, tmp_path, monkeypatch):
     encoder = Audio2Feature(clips["whisper"], device="cpu", num_frames=F, cache_dir=tmp_path / "embeds")
     calls = []
     real = Audio2Feature._features
-    monkeypatch.setattr(Audio2Feature, "_features", lambda self, audio: calls.append(1) or real(self, audio))
+    monkeypatch.setattr(Audio2Feature, "_features", lambda self, audio, windows: calls.append(1) or real(self, audio, windows))
     data = UNetDataset([clips["good"]], num_frames=F, resolution=64, audio_encoder=encoder, seed=3)
     first = [data[(0, i)]["audio_embeds"] for i in range(3)]
     again = UNetDataset([clips["good"]], num_frames=F, resolution=64, audio_encoder=encoder, seed=3)
