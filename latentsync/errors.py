@@ -43,3 +43,7 @@ class TrainingDivergedError(LatentSyncError):
 
 class OutputError(LatentSyncError):
     """The output cannot be written where asked, or would overwrite one of the inputs."""
+
+
+class StoppedBySignal(LatentSyncError):
+    """A helper process (ffmpeg) was stopped by a signal: the run is being interrupted, the input is not at fault."""

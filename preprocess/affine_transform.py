@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 
 import cv2
 import numpy as np
@@ -22,8 +21,10 @@ from latentsync.utils.affine_transform import similarity_from_points
 from latentsync.utils.face_alignment import FaceAligner, identity_breaks
 from latentsync.utils.face_detector import FaceDetection, make_face_detector
 from latentsync.utils.media import VideoReader, VideoWriter, mux_audio
-from preprocess.runner import WORK_PREFIX, Item, Record, dropped, record
+from preprocess.runner import Item, Record, dropped, record, work_folder
 from preprocess.settings import FPS
+
+FOLDER = "affine_transformed"  # under the output folder
 
 
 @functools.lru_cache(maxsize=2)
@@ -33,7 +34,7 @@ def face_detector(name: str, device: str):
 
 
 def output_path(settings, key: str) -> str:
-    return os.path.join(settings.output_dir, "affine_transformed", key)
+    return os.path.join(settings.output_dir, FOLDER, key)
 
 
 def alignment_residual(detection: FaceDetection, template: np.ndarray) -> float:
@@ -85,7 +86,7 @@ def align_clip(item: Item, settings) -> list[Record]:
     allowed = math.floor(settings.max_face_lost * total)
     out = output_path(settings, item.key)
     duration = total / FPS
-    with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=settings.temp_dir) as tmp:
+    with work_folder(settings) as tmp:
         silent = os.path.join(tmp, "video.mp4")
         try:
             with VideoWriter(silent, FPS, settings.resolution, settings.resolution) as writer:

@@ -20,15 +20,14 @@ import csv
 import logging
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import torch
 
 from latentsync import paths
+from latentsync.cli import ArgumentParser, Interrupted, made_folder, signals_raise
 from latentsync.config import load_config, to_container
 from latentsync.errors import ConfigError, LatentSyncError
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
@@ -55,14 +54,6 @@ REQUIRED_OPTIONS = (
 )
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwind (every ``finally`` removes what it made) and exit 128 + signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 # --------------------------------------------------------------------------- arguments
 
 
@@ -70,15 +61,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keep the description's line breaks and show each option's default (from --config)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes become a ConfigError: one ``error:`` line like every other failure."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m scripts.inference", description=__doc__, formatter_class=_HelpFormatter)
+    parser = ArgumentParser(prog="python -m scripts.inference", description=__doc__, formatter_class=_HelpFormatter)
     add = parser.add_argument
     add("--config", default=str(paths.INFERENCE_CONFIG), help="YAML file with the defaults of every option below")
     add("--unet_config_path", help="UNet config: configs/unet/stage2_512.yaml (1.6) or stage2.yaml (1.5)")
@@ -128,7 +112,7 @@ def _config_defaults(config_path: str) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags override the --config file's values, which are the only defaults."""
     parser = build_parser()
-    pre = _Parser(add_help=False)
+    pre = ArgumentParser(add_help=False)
     pre.add_argument("--config", default=str(paths.INFERENCE_CONFIG))
     known, _ = pre.parse_known_args(argv)
     defaults = _config_defaults(known.config)
@@ -299,34 +283,6 @@ def one_line(err: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted` for the block, so cleanup runs for both."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def made_folder(folder: str | None) -> Iterator[None]:
-    """Create ``folder`` if it is missing, and remove it afterwards if this run created it and left it empty."""
-    if folder is None or os.path.isdir(folder):
-        yield
-        return
-    os.makedirs(folder)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)  # only if empty: never delete what is inside
 
 
 def run(args: argparse.Namespace) -> int:

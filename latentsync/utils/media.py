@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from latentsync.errors import MediaError, OutputError
+from latentsync.errors import MediaError, OutputError, StoppedBySignal
 from latentsync.utils.atomic import TEMP_PREFIX, atomic_output, owned_prefix
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ INT16_SCALE = 32768.0  # s16le sample -> float in [-1, 1)
 DEFAULT_CRF = 18  # libx264 quality: visually lossless for talking heads
 _TIME_EPS = 1e-6  # seconds; absorbs float error when comparing frame times
 _STDERR_TAIL = 2000  # characters of ffmpeg's stderr kept in error messages
+_FFMPEG_SIGNALLED = 255  # ffmpeg's exit status after SIGINT or SIGTERM (it stops cleanly, then exits with this)
 OUTPUT_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv")  # containers that hold H.264 + AAC
 
 
@@ -72,6 +73,8 @@ def _run_ffmpeg(args: list[str], path: str | os.PathLike, action: str) -> bytes:
     try:
         done = subprocess.run(cmd, capture_output=True, check=True)
     except subprocess.CalledProcessError as err:
+        if err.returncode < 0 or err.returncode == _FFMPEG_SIGNALLED:
+            raise StoppedBySignal(f"ffmpeg was stopped by a signal while it read {os.fspath(path)!r}") from err
         stderr = err.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
         if "matches no streams" in stderr:  # a "-map 0:a:0" on a file without audio
             raise MediaError(f"file has no audio stream: {os.fspath(path)!r}") from err
