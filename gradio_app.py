@@ -8,8 +8,9 @@ Examples (from any folder):
 The pipelines are loaded once at start (one per job that may run at once: by default one per
 GPU, else one) and reused; Gradio's queue runs at most that many jobs and shows waiting users
 their place in line. Uploads and results live in a temporary folder made at start (under
---temp_dir) and removed at exit; a session's results go when its tab closes. Nothing outside
-that folder is written (except, with --share, Gradio's tunnel client in its own cache).
+--temp_dir, created if missing) and removed at exit; a session's results go when its tab
+closes. Nothing outside that folder is written (except, with --share, Gradio's tunnel client in
+its own cache).
 """
 
 # No `from __future__ import annotations`: Gradio finds the `gr.Request` parameter by its evaluated annotation.
@@ -31,14 +32,15 @@ from typing import Callable
 import torch
 
 from latentsync import paths
+from latentsync.cli import made_folder
 from latentsync.config import load_config
 from latentsync.errors import ConfigError, LatentSyncError, MediaError
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline, SyncReport
-from latentsync.pipelines.loading import SCHEDULERS, default_whisper_path, download_hint, load_pipeline, make_scheduler
+from latentsync.pipelines.loading import SCHEDULERS, load_pipeline, make_scheduler, missing_model_files
 from latentsync.pipelines.progress import ProgressHook
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import SAMPLE_RATE, load_audio, probe_video
+from latentsync.utils.media import SAMPLE_RATE, check_writable_folder, load_audio, probe_video
 
 logger = logging.getLogger("gradio_app")
 
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--concurrency", type=int, help="jobs run at once, each with its own pipeline (default: one per GPU, else 1)")
     add("--max_queue", type=int, default=20, help="jobs that may wait in line; more are turned away")
     add("--max_seconds", type=float, default=60.0, help="longest video or audio accepted, in seconds")
-    add("--temp_dir", help="parent of the app's temporary folder (default: the system's)")
+    add("--temp_dir", help="parent of the app's temporary folder (default: the system's; created if missing)")
     add("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(generation=defaults)  # the CLI's generation defaults seed the page's controls
     return parser
@@ -108,23 +110,6 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
 
 
 # --------------------------------------------------------------------------- models
-
-
-def missing_checkpoints(args: argparse.Namespace) -> list[str]:
-    """One line per model file that is not where the arguments say: what it is and how to fetch it."""
-    config = load_config(args.unet_config_path, required=("model.cross_attention_dim",))
-    width = config.model.cross_attention_dim
-    whisper = args.whisper_path or default_whisper_path(width)
-    wanted = [
-        ("UNet checkpoint", args.inference_ckpt_path, "latentsync_unet.pt", os.path.isfile),
-        ("Whisper checkpoint", whisper, paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt"), os.path.isfile),
-        ("VAE folder", args.vae_path, "vae", os.path.isdir),
-    ]
-    return [
-        f"{what} `{path}`: {download_hint(args.unet_config_path, name)}"
-        for what, path, name, exists in wanted
-        if not exists(path)
-    ]
 
 
 def job_devices(device: str, concurrency: int | None) -> list[torch.device]:
@@ -169,7 +154,8 @@ class Lipsyncer:
         self.summary = "no models loaded"
         self._free: queue.SimpleQueue[LipsyncPipeline] = queue.SimpleQueue()
         try:
-            missing = missing_checkpoints(args)
+            missing = missing_model_files(args.unet_config_path, args.inference_ckpt_path, args.whisper_path,
+                                          args.vae_path)
             if missing:
                 self.problem = "The model files are missing, so nothing can be lip-synced yet:\n\n" + "\n".join(
                     f"- {line}" for line in missing
@@ -459,10 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         auth = parse_auth(args.auth)
+        if args.temp_dir is not None:
+            check_writable_folder(args.temp_dir, "--temp_dir")
     except LatentSyncError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
+    with made_folder(args.temp_dir):  # created if missing, like the CLI's; removed at exit if it was
+        return serve(args, auth)
+
+
+def serve(args: argparse.Namespace, auth: tuple[str, str] | None) -> int:
+    """Load the models, serve the page until Ctrl+C or SIGTERM, then remove the app's temporary folder."""
     start_dir = os.getcwd()
     workspace = Workspace(args.temp_dir)
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache

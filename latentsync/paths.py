@@ -32,6 +32,14 @@ def project_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def from_config(value: str | os.PathLike, config_file: str | os.PathLike) -> str:
+    """A path written in ``config_file``: relative ones start at the project root for the project's own
+    configs (wherever the command runs from), else at the config file's folder."""
+    config_dir = os.path.dirname(os.path.realpath(config_file))
+    inside_project = os.path.commonpath([config_dir, str(PROJECT_ROOT)]) == str(PROJECT_ROOT)
+    return os.path.join(str(PROJECT_ROOT) if inside_project else config_dir, os.path.expanduser(os.fspath(value)))
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as a user should type it here: relative when under the current folder, else absolute."""
     absolute = os.path.abspath(os.fspath(path))

@@ -99,13 +99,10 @@ def _config_defaults(config_path: str) -> dict:
     if not config_path:
         raise ConfigError("--config is empty; pass a YAML file such as configs/inference.yaml")
     defaults = to_container(load_config(config_path))
-    config_dir = os.path.dirname(os.path.realpath(config_path))
-    inside_project = os.path.commonpath([config_dir, str(paths.PROJECT_ROOT)]) == str(paths.PROJECT_ROOT)
-    base = str(paths.PROJECT_ROOT) if inside_project else config_dir
     for key in PATH_OPTIONS:
         value = defaults.get(key)
         if isinstance(value, str) and value:
-            defaults[key] = os.path.join(base, os.path.expanduser(value))
+            defaults[key] = paths.from_config(value, config_path)
     return defaults
 
 

@@ -12,9 +12,10 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
-from latentsync.errors import LatentSyncError
+from latentsync.errors import LatentSyncError, OutputError
 from latentsync.utils.atomic import atomic_output
 from latentsync.utils.logging import configure_logging
+from latentsync.utils.media import check_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,19 @@ def publish(rows: Sequence[Row], summary: Row, columns: Sequence[str], output: s
         for path in write_report(output, rows, summary, columns):
             logger.info("wrote %s", path)
     return render(rows, summary, columns)
+
+
+def check_output(path: str | os.PathLike | None, flag: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: a ``folder`` flag names a folder to
+    write into (created if missing); the others name a file or a file stem, whose folder must accept files."""
+    if not path:
+        return
+    if folder:
+        check_writable_folder(path, flag)
+        return
+    if os.path.isdir(path):
+        raise OutputError(f"{flag} {os.fspath(path)!r} is an existing folder; name a file in it")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
 
 
 def error_line(err: BaseException) -> str:

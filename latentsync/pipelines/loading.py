@@ -48,12 +48,36 @@ def download_hint(unet_config_path: str | os.PathLike, filename: str) -> str:
     return f"run `{setup}` or `{command}`"
 
 
-def _require(path: str | os.PathLike, what: str, unet_config_path, filename: str, folder: bool = False) -> str:
-    path = os.fspath(path)
-    if not (os.path.isdir(path) if folder else os.path.isfile(path)):
-        kind = "a folder" if os.path.isfile(path) and folder else "not found"
-        raise CheckpointError(f"{what} {kind} at {path!r}: {download_hint(unet_config_path, filename)}")
-    return path
+def missing_model_files(
+    unet_config_path: str | os.PathLike,
+    inference_ckpt_path: str | os.PathLike | None,
+    whisper_path: str | os.PathLike | None = None,
+    vae_path: str | os.PathLike | None = paths.DEFAULT_VAE_DIR,
+) -> list[str]:
+    """One line per model file that is not where the arguments say, with how to get it, so that one
+    run names them all. ``whisper_path`` None means the default for the UNet's audio width."""
+    width = load_config(unet_config_path, required=("model.cross_attention_dim",)).model.cross_attention_dim
+    released = paths.WHISPER_BY_WIDTH.get(width)
+    if released:
+        whisper_hint = download_hint(unet_config_path, released)
+        whisper_path = whisper_path or default_whisper_path(width)
+    else:  # no release fits: fetching whisper/tiny.pt (384 wide) would not help
+        sizes = ", ".join(f"{name}: {size}" for size, name in paths.WHISPER_BY_WIDTH.items())
+        whisper_hint = (f"no released Whisper model gives the {width}-wide features this UNet takes ({sizes}); "
+                        f"pass --whisper_path with the checkpoint it was trained with")
+    wanted = [
+        ("UNet checkpoint", inference_ckpt_path, download_hint(unet_config_path, "latentsync_unet.pt"), False),
+        ("Whisper checkpoint", whisper_path, whisper_hint, False),
+        ("VAE folder", vae_path, download_hint(unet_config_path, "vae"), True),
+    ]
+    lines = []
+    for what, path, hint, folder in wanted:
+        if path is None:
+            lines.append(f"{what} not given: {hint}")
+        elif not (os.path.isdir(path) if folder else os.path.isfile(path)):
+            kind = "is a file, not a folder," if folder and os.path.isfile(path) else "not found"
+            lines.append(f"{what} {kind} at {os.fspath(path)!r}: {hint}")
+    return lines
 
 
 def max_inference_steps() -> int:
@@ -121,12 +145,10 @@ def load_pipeline(
     config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
     make_scheduler(scheduler)  # a bad name fails before any file is read
     width = config.model.cross_attention_dim
-    if whisper_path is None:
-        whisper_path = default_whisper_path(width)
-    whisper_file = paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt")
-    _require(inference_ckpt_path, "UNet checkpoint", unet_config_path, "latentsync_unet.pt")
-    _require(whisper_path, "Whisper checkpoint", unet_config_path, whisper_file)
-    _require(vae_path, "VAE folder", unet_config_path, "vae", folder=True)
+    missing = missing_model_files(unet_config_path, inference_ckpt_path, whisper_path, vae_path)
+    if missing:
+        raise CheckpointError("; ".join(missing))
+    whisper_path = whisper_path or default_whisper_path(width)
     mask_path = paths.project_path(config.data.get("mask_image_path") or paths.DEFAULT_MASK_PATH)
     if not mask_path.is_file():
         raise ConfigError(f"{os.fspath(unet_config_path)}: data.mask_image_path {os.fspath(mask_path)!r} does not exist")
