@@ -115,13 +115,19 @@ def signals_blocked() -> Iterator[None]:
 
 @contextlib.contextmanager
 def made_folder(folder: str | os.PathLike | None) -> Iterator[None]:
-    """Create ``folder`` if it is missing, and remove it afterwards if this run created it and left it empty."""
-    if folder is None or os.path.isdir(folder):
-        yield
-        return
-    os.makedirs(folder)
+    """Create ``folder`` (and missing parents) if it is missing; afterwards remove what this created, if empty."""
+    created = []
+    path = os.path.abspath(folder) if folder is not None else None
+    while path is not None and not os.path.exists(path):
+        created.append(path)  # deepest first
+        path = os.path.dirname(path)
+    if created:
+        os.makedirs(folder)
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)  # only if empty: never delete what is inside
+        for path in created:
+            try:
+                os.rmdir(path)  # only if empty: never delete what is inside
+            except OSError:
+                break

@@ -323,12 +323,13 @@ def _notes(superseded: Superseded, foreign: list[str], output_dir: str) -> str:
     notes = ""
     if superseded.moved:
         finals = sum(path.startswith(FINAL_DIR + os.sep) for path in superseded.moved)
-        listing = os.path.join(superseded.root, "moved.txt")
-        with atomic_output(listing) as tmp, open(tmp, "w") as f:
+        counts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in
+                  ((finals, "final clip"), (len(superseded.moved) - finals, "intermediate file")) if n]
+        with atomic_output(os.path.join(superseded.root, "moved.txt")) as tmp, open(tmp, "w") as f:
             f.write("\n".join(superseded.moved) + "\n")
-        notes += (f"\nsuperseded: {len(superseded.moved)} files of earlier runs that this run no longer makes "
-                  f"({finals} final clips: their source is gone, they are dropped now, or a setting changed) moved to "
-                  f"{os.path.relpath(superseded.root, output_dir)}/ (listed in moved.txt there)")
+        notes += (f"\nsuperseded: {' and '.join(counts)} of earlier runs that this run no longer makes (source gone, "
+                  f"dropped now, or a setting changed): moved to {os.path.relpath(superseded.root, output_dir)}/ "
+                  f"(listed in moved.txt there)")
         logger.warning("moved %d superseded files to %s", len(superseded.moved), superseded.root)
     if foreign:
         notes += (f"\nnot ours: {len(foreign)} files in {FINAL_DIR}/ were not made by this pipeline and are left as "

@@ -199,18 +199,20 @@ class LocalExecutor(Executor):
         before = set(multiprocessing.active_children())
         pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
                                    initializer=_start_worker)
+        futures = {}
         try:
             with signals_blocked():  # workers start with the stop signals blocked, until their handler is set
                 futures = {pool.submit(run_item, process, item, settings): item for item in items}
             for future in as_completed(futures):
                 yield (futures[future], *future.result())
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
             for worker in set(multiprocessing.active_children()) - before:
                 worker.terminate()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # joins the workers: their cleanup is done
 
 
 class RayExecutor(Executor):
