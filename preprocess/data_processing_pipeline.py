@@ -42,13 +42,12 @@ from preprocess import (
     segment_videos,
     sync_av,
 )
+from preprocess.executors import LocalExecutor, RayExecutor
 from preprocess.runner import (
     MANIFEST_DIR,
     STATE_DIR,
     SUPERSEDED_DIR,
     Item,
-    LocalExecutor,
-    RayExecutor,
     Record,
     StepResult,
     Superseded,
