@@ -28,12 +28,11 @@ import torch
 from latentsync.cli import ArgumentParser, Interrupted, made_folder, number, signals_raise
 from latentsync.errors import ConfigError, LatentSyncError
 from latentsync.metrics.model_files import default_path, require_model_files
-from latentsync.utils.atomic import TEMP_PREFIX, atomic_output
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import check_writable_folder
+from latentsync.utils.files import TEMP_PREFIX, atomic_output, check_writable_folder
 from preprocess import (
-    affine_transform,
+    align_faces,
     detect_shot,
     filter_high_resolution,
     filter_visual_quality,
@@ -148,7 +147,8 @@ def build_steps(args: argparse.Namespace, settings: Settings) -> list[Step]:
     if args.filter_high_resolution:
         steps.append(Step("filter_high_resolution", filter_high_resolution.filter_resolution, gpu=True,
                           options=("resolution", "face_detector")))
-    steps.append(Step("affine_transform", affine_transform.align_clip, gpu=True, folder=affine_transform.FOLDER,
+    # The alignment step keeps the name of existing runs' manifests and state.
+    steps.append(Step("affine_transform", align_faces.align_clip, gpu=True, folder=align_faces.FOLDER,
                       options=("resolution", "face_detector", "max_face_lost", "max_alignment_residual", "check_every")))
     if not args.skip_sync:
         steps.append(Step("sync_av", sync_av.sync_clip, gpu=True, folder=sync_av.folder(settings), options=(
@@ -171,7 +171,7 @@ def publish_clip(item: Item, settings) -> list[Record]:
 
 def owned_folders(output_dir: str) -> list[str]:
     """The folders under the output folder that only this pipeline writes (a stale temporary file is looked for there only)."""
-    names = [resample_fps_hz.FOLDER, segment_videos.FOLDER, affine_transform.FOLDER, FINAL_DIR, MANIFEST_DIR,
+    names = [resample_fps_hz.FOLDER, segment_videos.FOLDER, align_faces.FOLDER, FINAL_DIR, MANIFEST_DIR,
              STATE_DIR, SUPERSEDED_DIR]
     if os.path.isdir(output_dir):
         names += [name for name in os.listdir(output_dir) if name.startswith(sync_av.FOLDER_PREFIX)]

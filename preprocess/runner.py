@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, atomic_output, owned_prefix, remove_stale
+from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX, atomic_output, owned_prefix, remove_stale
 
 if TYPE_CHECKING:
     from preprocess.executors import Executor
@@ -65,7 +65,7 @@ def dropped(item: Item, reason: str, **extra) -> list[Record]:
 
 
 def work_folder(settings) -> tempfile.TemporaryDirectory:
-    """A private working folder in ``settings.temp_dir``, named with this process's id (see latentsync.utils.atomic)."""
+    """A private working folder in ``settings.temp_dir``, named with this process's id (see latentsync.utils.files)."""
     return tempfile.TemporaryDirectory(prefix=owned_prefix(WORK_PREFIX), dir=settings.temp_dir)
 
 

@@ -28,8 +28,8 @@ from typing import Callable
 
 import pytest
 
-from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX
-from latentsync.utils.media import probe_video
+from latentsync.media.probe import probe_video
+from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX
 from preprocess import data_processing_pipeline as pipeline
 from tests.conftest import REPO_ROOT
 from tests.preprocess.raw_set import speech

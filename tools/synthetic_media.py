@@ -17,8 +17,11 @@ import numpy as np
 import skimage.data
 from scipy.io import wavfile
 
-from latentsync.utils.atomic import atomic_output
-from latentsync.utils.media import SAMPLE_RATE, VideoWriter, ffmpeg_exe, load_audio, mux_audio
+from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.ffmpeg import ffmpeg_exe
+from latentsync.media.mux import mux_audio
+from latentsync.media.writer import VideoWriter
+from latentsync.utils.files import atomic_output
 
 # Square region of the 512x512 astronaut photo that is rendered: head and shoulders.
 FACE_CROP = (60, 0, 380, 320)  # x0, y0, x1, y1 in photo pixels

@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from latentsync.data.video_dataset import gather_video_paths
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ import torch
 from scipy.io import wavfile
 
 from latentsync.errors import ConfigError
-from latentsync.utils.media import VideoReader, ffmpeg_exe
+from latentsync.media.ffmpeg import ffmpeg_exe
+from latentsync.media.reader import VideoReader
 from scripts import inference as inference_cli
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
@@ -337,7 +338,7 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
 
 
 def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: F811
-    from latentsync.utils.media import ARCHIVAL_ENCODING, FAST_ENCODING
+    from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING
     from scripts.inference import load_models, parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
@@ -346,14 +347,14 @@ def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: 
     assert load_models(parse_args([*flags, "--archival"])).video_encoding == ARCHIVAL_ENCODING
 
 
-def test_detection_flags_set_the_frame_path(tiny_models, tmp_path):  # noqa: F811
-    from latentsync.utils.face_alignment import FramePath
+def test_detection_flags_set_the_face_options(tiny_models, tmp_path):  # noqa: F811
+    from latentsync.face.alignment import FaceStageOptions
     from scripts.inference import load_models, parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
-    assert load_models(parse_args(flags)).frame_path == FramePath(detect_every=5, detect_max_side=960)
-    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).frame_path
-    assert chosen == FramePath(detect_every=1, detect_max_side=None)
+    assert load_models(parse_args(flags)).face_options == FaceStageOptions(detect_every=5, detect_max_side=960)
+    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).face_options
+    assert chosen == FaceStageOptions(detect_every=1, detect_max_side=None)
 
 
 @pytest.mark.parametrize("flag, value", [("--detect_every", "0"), ("--detect_max_side", "-1")])
@@ -367,11 +368,11 @@ def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, ca
 
 def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
     seen = {}
-    from latentsync.utils.face_alignment import FramePath
+    from latentsync.face.alignment import FaceStageOptions
 
     def fake_loader(*args, **kwargs):
         seen.update(kwargs)
-        return SimpleNamespace(frame_path=FramePath())  # what load_models sets its output options on
+        return SimpleNamespace(face_options=FaceStageOptions())  # what load_models sets its output options on
 
     monkeypatch.setattr(inference_cli, "load_pipeline", fake_loader)
     inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))

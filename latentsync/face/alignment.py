@@ -1,10 +1,10 @@
 """Face alignment stage: track one person, crop their face to ``resolution``², paste edits back.
 
-Used by inference (:mod:`latentsync.pipelines.lipsync_pipeline`) and by the preprocessing affine
-step (``preprocess/``). The parts are separate so each can change alone:
+Used by inference (:mod:`latentsync.pipelines.lipsync_pipeline`) and by the preprocessing alignment
+step (``preprocess/align_faces.py``). The parts are separate so each can change alone:
 
-* detection + tracking: ``utils.face_detector`` (:class:`FaceTracker` over a :class:`FaceDetector`);
-* warp + restore numerics: ``utils.affine_transform`` (:class:`AlignRestore`, golden-tested);
+* detection: ``face.detection`` (:class:`FaceDetector` back-ends); tracking: ``face.tracking`` (:class:`FaceTracker`);
+* warp + restore numerics: ``face.warp`` (:class:`AlignRestore`, golden-tested) and ``face.warp_torch`` (on a device);
 * this module: the per-video sequence (track -> align -> resize; resize -> restore), streamed.
 
 Frames go in as an iterable and come out one :class:`AlignedFrame` at a time, so memory does not
@@ -26,24 +26,27 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from latentsync.utils.affine_transform import AlignRestore, restore_batch, warp_batch
-from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
+from latentsync.face.detection import FaceDetection, FaceDetector
+from latentsync.face.tracking import FaceTracker
+from latentsync.face.warp import AlignRestore
+from latentsync.face.warp_torch import restore_batch, warp_batch
 
-__all__ = ["AlignedFrame", "FaceAligner", "FramePath", "REFERENCE_FRAME_PATH", "identity_breaks"]
+__all__ = ["AlignedFrame", "FaceAligner", "FaceStageOptions", "REFERENCE_FACE_STAGE_OPTIONS"]
 
 DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
 # The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
 # between get the detections interpolated. On a moving 1080x1920 face that is as close to the true
 # motion as detecting every full frame (MediaPipe jitters by a few pixels from frame to frame),
-# at a fifth of the cost (tests/utils/test_face_alignment.py, benchmarks/RESULTS.md).
+# at a fifth of the cost (tests/face/test_alignment.py, benchmarks/RESULTS.md).
 DETECT_EVERY = 5
 DETECT_MAX_SIDE = 960
 
 
 @dataclass(frozen=True)
-class FramePath:
-    """How the per-frame work is done. The defaults are the fast paths; :data:`REFERENCE_FRAME_PATH`
-    is the plain one they are tested against (benchmarks/RESULTS.md compares the two).
+class FaceStageOptions:
+    """Settings of the face stage: how faces are tracked, warped and restored frame by frame. The
+    defaults are the fast paths; :data:`REFERENCE_FACE_STAGE_OPTIONS` is the plain one they are tested
+    against (benchmarks/RESULTS.md compares the two).
 
     ``detect_every``/``detect_max_side``: see :meth:`FaceAligner.track` (1/None: every full frame).
     ``face_box``: crop and restore on the face's box of the frame rather than the whole frame.
@@ -57,7 +60,7 @@ class FramePath:
     warp_device: str | torch.device | None = None
 
 
-REFERENCE_FRAME_PATH = FramePath(detect_every=1, detect_max_side=None, face_box=False)
+REFERENCE_FACE_STAGE_OPTIONS = FaceStageOptions(detect_every=1, detect_max_side=None, face_box=False)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class FaceAligner:
     ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
     ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
     ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
-    ``frame_path`` picks the fast or the reference way of tracking, warping and restoring (:class:`FramePath`).
+    ``options`` picks the fast or the reference way of tracking, warping and restoring (:class:`FaceStageOptions`).
     """
 
     def __init__(
@@ -91,16 +94,16 @@ class FaceAligner:
         face_index: int | None = None,
         batch_size: int = DETECT_BATCH,
         smooth: bool = True,
-        frame_path: FramePath = FramePath(),
+        options: FaceStageOptions = FaceStageOptions(),
     ) -> None:
-        if frame_path.detect_every < 1 or (frame_path.detect_max_side or 1) < 1:
-            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {frame_path}")
+        if options.detect_every < 1 or (options.detect_max_side or 1) < 1:
+            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {options}")
         self.resolution = resolution
         self.smooth = smooth
         self.detector = detector
         self.batch_size = batch_size
-        self.frame_path = frame_path
-        self.warp_device = None if frame_path.warp_device is None else torch.device(frame_path.warp_device)
+        self.options = options
+        self.warp_device = None if options.warp_device is None else torch.device(options.warp_device)
         self.tracker = FaceTracker(face_index=face_index)
         self.restorer = AlignRestore(resolution)
 
@@ -136,8 +139,8 @@ class FaceAligner:
         for frame in frames:
             height, width = frame.shape[:2]
             factor = 1.0
-            if self.frame_path.detect_max_side is not None and max(width, height) > self.frame_path.detect_max_side:
-                factor = self.frame_path.detect_max_side / max(width, height)
+            if self.options.detect_max_side is not None and max(width, height) > self.options.detect_max_side:
+                factor = self.options.detect_max_side / max(width, height)
                 frame = cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
             full_w, full_h = frame_size if frame_size is not None else (width, height)
             shrunk.append(frame)
@@ -148,7 +151,7 @@ class FaceAligner:
         ]
 
     def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
-        keys = sorted({*range(0, len(batch), self.frame_path.detect_every), len(batch) - 1})
+        keys = sorted({*range(0, len(batch), self.options.detect_every), len(batch) - 1})
         chosen: list[FaceDetection | None] = [None] * len(batch)
         previous = None
         for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
@@ -189,7 +192,7 @@ class FaceAligner:
             frames = torch.from_numpy(frame).to(self.warp_device)[None]
             crop = warp_batch(frames, torch.from_numpy(matrix)[None], self.restorer.face_size)[0].cpu().numpy()
         else:
-            crop = self.restorer.warp(frame, matrix, full_frame=not self.frame_path.face_box)
+            crop = self.restorer.warp(frame, matrix, full_frame=not self.options.face_box)
         return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def align_frames(
@@ -223,7 +226,7 @@ class FaceAligner:
             matrices = torch.from_numpy(np.stack([clip[i].matrix for i in found])).to(device)
             pasted = restore_batch(frames, crops, matrices).cpu().numpy()
         else:
-            full = not self.frame_path.face_box
+            full = not self.options.face_box
             pasted = [self.restorer.restore_img(clip[i].frame, c, clip[i].matrix, full) for i, c in zip(found, crops)]
         for i, frame in zip(found, pasted):
             restored[i] = frame
@@ -241,22 +244,3 @@ def _interpolate(a: FaceDetection, b: FaceDetection, t: float) -> FaceDetection:
     """The face a fraction ``t`` of the way from detection ``a`` to ``b`` (no detector score: NaN)."""
     box = tuple(float((1 - t) * p + t * q) for p, q in zip(a.box, b.box))
     return FaceDetection(box, (1 - t) * a.landmarks + t * b.landmarks, math.nan)
-
-
-def identity_breaks(detections: Iterable[FaceDetection | None], max_shift: float = 1.0, max_scale: float = 2.0) -> int:
-    """How many times the tracked face jumps between consecutive sightings (gaps skipped): its centre
-    moves more than ``max_shift`` face sizes or its area changes by more than ``max_scale`` times.
-
-    A jump means the tracker most likely switched to someone else (or the shot changed).
-    """
-    breaks, last = 0, None
-    for detection in detections:
-        if detection is None:
-            continue
-        if last is not None:
-            size = math.sqrt(max(last.area, 1.0))
-            ratio = max(detection.area, 1.0) / max(last.area, 1.0)
-            if math.dist(last.center, detection.center) / size > max_shift or not 1 / max_scale <= ratio <= max_scale:
-                breaks += 1
-        last = detection
-    return breaks

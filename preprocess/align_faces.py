@@ -1,6 +1,6 @@
 """Step 5: the face of every frame aligned to ``resolution``², with the face stage inference uses.
 
-Detection, tracking, alignment and crop smoothing are :class:`latentsync.utils.face_alignment.FaceAligner`'s.
+Detection, tracking, alignment and crop smoothing are :class:`latentsync.face.alignment.FaceAligner`'s.
 A frame where the face is missed is cropped with the nearest frame's matrix (so the clip stays
 continuous). A clip is dropped when the face is missed in more than ``max_face_lost`` of its frames,
 when the tracked face jumps (another person), or when the alignment is implausible: the three
@@ -17,10 +17,13 @@ import os
 import cv2
 import numpy as np
 
-from latentsync.utils.affine_transform import similarity_from_points
-from latentsync.utils.face_alignment import FaceAligner, identity_breaks
-from latentsync.utils.face_detector import FaceDetection, make_face_detector
-from latentsync.utils.media import VideoReader, VideoWriter, mux_audio
+from latentsync.face.alignment import FaceAligner
+from latentsync.face.detection import FaceDetection, make_face_detector
+from latentsync.face.tracking import identity_breaks
+from latentsync.face.warp import similarity_from_points
+from latentsync.media.mux import mux_audio
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import VideoWriter
 from preprocess.runner import Item, Record, dropped, record, work_folder
 from preprocess.settings import FPS
 

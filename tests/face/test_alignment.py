@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath, identity_breaks
-from latentsync.utils.face_detector import FaceDetection
+from latentsync.face.alignment import AlignedFrame, FaceAligner, FaceStageOptions
+from latentsync.face.detection import FaceDetection
 from tests.conftest import load_golden
-from tests.utils.test_affine_transform import assert_image_close, assert_matrix_close
+from tests.face.test_warp import assert_image_close, assert_matrix_close
 
 
 class ScriptedDetector:
@@ -59,7 +59,7 @@ def test_stream_tracks_in_batches_and_flags_missing_frames():
     script[2] = script[5] = []
     script[4] = [other, _face(landmarks)]
     detector = ScriptedDetector(script)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3, frame_path=FramePath(detect_every=1))
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=3, options=FaceStageOptions(detect_every=1))
     stream = aligner.align_frames(iter(frames))
     first = next(stream)  # streamed: only the first batch has been detected so far
     assert detector.batches == [3]
@@ -97,17 +97,6 @@ def test_restore_puts_the_unchanged_face_back():
     assert aligner.restore(AlignedFrame(image, None, None), face) is image
 
 
-def test_identity_breaks_counts_jumps_across_gaps():
-    a = _face(np.zeros((3, 2)), box=(0, 0, 100, 100))
-    near = _face(np.zeros((3, 2)), box=(20, 10, 120, 110))
-    far = _face(np.zeros((3, 2)), box=(300, 0, 400, 100))
-    small = _face(np.zeros((3, 2)), box=(10, 10, 50, 50))
-    assert identity_breaks([a, near, None, near, a]) == 0
-    assert identity_breaks([a, None, None, far, far]) == 1
-    assert identity_breaks([a, small, a]) == 2
-    assert identity_breaks([None, None]) == 0
-
-
 class KeyedDetector:
     """Test double: frame i is filled with the value i; returns ``script[i]`` in the pixels of the frame it
     is given (the script is in ``full_width``-wide pixels); records the frames of each call."""
@@ -135,7 +124,7 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     script = [[_face(landmarks + [2 * i, i], box=(2 * i, i, 100 + 2 * i, 100 + i))] for i in range(12)]
     script[8] = []
     detector = KeyedDetector(script, full_width=200)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, 100))
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, options=FaceStageOptions(5, 100))
     tracked = [d for _, d in aligner.track(frames)]
     # Only key frames 0, 5, 10 and the batch's last go to the detector, shrunk to 100 px; the face is
     # found at 5 and 10, so 6..9 are interpolated (frame 8 included) and come out in full-size pixels.
@@ -148,7 +137,7 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     # The face missing at a key frame: the frames around it are detected one by one instead.
     script[10] = []
     detector = KeyedDetector(script, full_width=200)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, options=FaceStageOptions(5, None))
     tracked = [d for _, d in aligner.track(frames)]
     assert detector.calls == [[0, 5, 10, 11], [6, 7, 8, 9]] and detector.widths == {200}
     assert [d is not None for d in tracked] == [True] * 8 + [False, True, False, True]
@@ -158,7 +147,7 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
     # No face at two key frames in a row: the frames between them are not detected.
     script[5] = []
     detector = KeyedDetector(script, full_width=200)
-    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, frame_path=FramePath(5, None))
+    aligner = FaceAligner(resolution=256, detector=detector, batch_size=12, options=FaceStageOptions(5, None))
     tracked = [d for _, d in aligner.track(frames)]
     assert detector.calls == [[0, 5, 10, 11], [1, 2, 3, 4]]
     assert [d is not None for d in tracked] == [True] * 5 + [False] * 6 + [True]
@@ -166,8 +155,8 @@ def test_sparse_detection_interpolates_between_key_frames_of_shrunk_frames():
 
 def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_frame(tmp_path):
     """MediaPipe on every full frame vs every 5th frame at half size: landmark error against the true motion."""
-    from latentsync.utils.face_detector import MediapipeFaceDetector
-    from latentsync.utils.media import VideoReader
+    from latentsync.face.mediapipe_detector import MediapipeFaceDetector
+    from latentsync.media.reader import VideoReader
     from tools.synthetic_media import _drift, write_talking_video
 
     width, height, fps = 270, 480, 25
@@ -183,7 +172,7 @@ def test_sparse_detection_of_a_moving_face_is_as_close_to_its_motion_as_every_fr
 
     def landmarks(every: int, max_side: int | None) -> np.ndarray:
         with MediapipeFaceDetector() as detector:
-            aligner = FaceAligner(detector=detector, frame_path=FramePath(every, max_side))
+            aligner = FaceAligner(detector=detector, options=FaceStageOptions(every, max_side))
             frames = reader.frames(max_side)
             return np.stack([d.landmarks for _, d in aligner.track(frames, frame_size=(width, height))])
 
