@@ -331,8 +331,9 @@ def _notes(superseded: Superseded, foreign: list[str], output_dir: str) -> str:
                   f"(listed in moved.txt there)")
         logger.warning("moved %d superseded files to %s", len(superseded.moved), superseded.root)
     if foreign:
-        notes += (f"\nnot ours: {len(foreign)} files in {FINAL_DIR}/ were not made by this pipeline and are left as "
-                  f"they are: {', '.join(os.path.relpath(path, output_dir) for path in foreign[:5])}"
+        files = f"{len(foreign)} file{'s' if len(foreign) != 1 else ''}"
+        notes += (f"\nnot ours: {FINAL_DIR}/ holds {files} this pipeline did not make (left as is): "
+                  f"{', '.join(os.path.relpath(path, output_dir) for path in foreign[:5])}"
                   f"{' ...' if len(foreign) > 5 else ''}")
     return notes
 

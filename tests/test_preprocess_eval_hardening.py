@@ -219,7 +219,7 @@ def _foreign_final(env: Env) -> None:
 
 def _after_foreign_final(env: Env, out: str, err: str) -> None:
     assert (env.root / pipeline.FINAL_DIR / "mine.mp4").read_bytes() == b"my own clip"
-    assert "not ours: 1 files in high_visual_quality/" in out and "mine.mp4" in out
+    assert "not ours: high_visual_quality/ holds 1 file this pipeline did not make (left as is): " in out and "mine.mp4" in out
     assert "final clips: 2;" in out
 
 
