@@ -5,4 +5,4 @@
 # A rerun resumes where an interrupted run stopped. --executor ray --ray_address ADDR runs on a Ray cluster.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools/venv.sh"
-exec "$python" -P -m preprocess.data_processing_pipeline "$@"
+exec "$LATENTSYNC_PYTHON" -P -m preprocess.data_processing_pipeline "$@"

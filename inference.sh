@@ -4,4 +4,4 @@
 # Works from any folder: paths you pass are relative to it; `--help` lists every option.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools/venv.sh"
-exec "$python" -P -m scripts.inference --config "$project/configs/inference.yaml" "$@"
+exec "$LATENTSYNC_PYTHON" -P -m scripts.inference --config "$LATENTSYNC_ROOT/configs/inference.yaml" "$@"

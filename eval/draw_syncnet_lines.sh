@@ -3,4 +3,4 @@
 #   bash eval/draw_syncnet_lines.sh a/curves.csv b/curves.csv --output compare.png
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.draw_syncnet_lines "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.draw_syncnet_lines "$@"

@@ -3,4 +3,4 @@
 #   bash eval/eval_all.sh --eval_list eval.csv --checkpoint checkpoints/latentsync_unet.pt --output_dir results/
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.eval_all "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.eval_all "$@"

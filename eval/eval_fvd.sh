@@ -3,4 +3,4 @@
 #   bash eval/eval_fvd.sh --real_dir data/real --fake_dir results/ --output results/fvd
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.eval_fvd "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.eval_fvd "$@"

@@ -3,4 +3,4 @@
 #   bash eval/eval_sync_conf.sh --videos_dir results/ --output results/sync_conf
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.eval_sync_conf "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.eval_sync_conf "$@"

@@ -3,4 +3,4 @@
 #   bash eval/hyper_iqa.sh --videos_dir results/ --output results/hyper_iqa
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.hyper_iqa "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.hyper_iqa "$@"

@@ -3,4 +3,4 @@
 #   bash eval/syncnet_detect.sh --video_path out.mp4 --output_dir debug/sync_curves
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"
-exec "$python" -P -m eval.syncnet_detect "$@"
+exec "$LATENTSYNC_PYTHON" -P -m eval.syncnet_detect "$@"

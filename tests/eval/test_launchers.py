@@ -17,7 +17,7 @@ def test_launcher_and_help(name, capsys):
     text = launcher.read_text()
     assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
     assert 'source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"' in text
-    assert text.rstrip().endswith(f'exec "$python" -P -m eval.{name} "$@"') and launcher.stat().st_mode & 0o111
+    assert text.rstrip().endswith(f'exec "$LATENTSYNC_PYTHON" -P -m eval.{name} "$@"') and launcher.stat().st_mode & 0o111
     module = importlib.import_module(f"eval.{name}")
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])
