@@ -26,14 +26,14 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from latentsync.face.detection import FaceDetection, FaceDetector
+from latentsync.face.detection import FaceDetection, FaceDetector, FrameBatch
 from latentsync.face.tracking import FaceTracker
 from latentsync.face.warp import AlignRestore
 from latentsync.face.warp_torch import restore_batch, warp_batch
 
 __all__ = ["AlignedFrame", "FaceAligner", "FaceStageOptions", "REFERENCE_FACE_STAGE_OPTIONS"]
 
-DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
+DETECT_BATCH = 64  # frames handed to the detector at once (its tracking carries over: FrameBatch)
 # The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
 # between get the detections interpolated. On a moving 1080x1920 face that is as close to the true
 # motion as detecting every full frame (MediaPipe jitters by a few pixels from frame to frame),
@@ -120,21 +120,44 @@ class FaceAligner:
         """(frame, the tracked person's detection or None) for consecutive RGB frames, streamed
         batch by batch through the detector.
 
-        The detector sees every ``detect_every``-th frame of a batch (and its last), shrunk to at most
-        ``detect_max_side`` pixels. Between two such frames where the person was found the box and
-        landmarks are interpolated linearly; between two without them, nothing is found; where the
-        person appears or is lost in between, every frame is detected. ``frame_size``
-        (width, height) is the size the detections refer to when ``frames`` are already shrunk
-        copies (e.g. :meth:`VideoReader.frames` with ``max_side``); None: the frames' own size.
+        The detector sees every ``detect_every``-th frame of the video (and its last), shrunk to at
+        most ``detect_max_side`` pixels, as one sequence (:class:`FrameBatch`): key frames and
+        tracking state run on across batches, so batch boundaries leave no trace in the crops.
+        Between two key frames where the person was found the box and landmarks are interpolated
+        linearly; between two without them, nothing is found; where the person appears or is lost in
+        between, every frame is detected. ``frame_size`` (width, height) is the size the detections
+        refer to when ``frames`` are already shrunk copies (e.g. :meth:`VideoReader.frames` with
+        ``max_side``); None: the frames' own size.
         """
         if self.detector is None:
             raise ValueError("FaceAligner has no detector: pass detector= or give align_frames the detections")
         frames = iter(frames)
+        run = object()  # this pass over the video
+        every = self.options.detect_every
+        last: FaceDetection | None = None  # the person at the latest key frame
+        gap: list[np.ndarray] = []  # frames after the latest key frame, waiting for the next one
+        start = 0  # index in the video of the batch's first frame
         while batch := list(islice(frames, self.batch_size)):
-            yield from zip(batch, self._track_batch(batch, frame_size))
+            keys = [k for k in range(len(batch)) if (start + k) % every == 0]
+            found = dict(zip(keys, self._detect([batch[k] for k in keys], frame_size, run)))
+            for k, frame in enumerate(batch):
+                if k not in found:
+                    gap.append(frame)
+                    continue
+                tracked = self._close_gap(gap, last, frame, found[k], frame_size)
+                yield from tracked
+                last, gap = tracked[-1][1], []
+            start += len(batch)
+        if gap:  # the video's last frame is a key frame too
+            final = gap.pop()
+            faces = self._detect([final], frame_size, run)[0]
+            yield from self._close_gap(gap, last, final, faces, frame_size)
 
-    def _detect(self, frames: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[list[FaceDetection]]:
-        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels."""
+    def _detect(
+        self, frames: list[np.ndarray], frame_size: tuple[int, int] | None, run: object | None = None
+    ) -> list[list[FaceDetection]]:
+        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels;
+        with ``run``, the frames continue that run's earlier ones (:class:`FrameBatch`)."""
         shrunk, scales = [], []
         for frame in frames:
             height, width = frame.shape[:2]
@@ -145,36 +168,38 @@ class FaceAligner:
             full_w, full_h = frame_size if frame_size is not None else (width, height)
             shrunk.append(frame)
             scales.append(np.array([full_w / frame.shape[1], full_h / frame.shape[0]]))
+        found = self.detector.detect_batch(shrunk if run is None else FrameBatch(shrunk, run))
         return [
             [_scaled(face, scale) for face in faces] if not np.allclose(scale, 1) else faces
-            for faces, scale in zip(self.detector.detect_batch(shrunk), scales)
+            for faces, scale in zip(found, scales)
         ]
 
-    def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
-        keys = sorted({*range(0, len(batch), self.options.detect_every), len(batch) - 1})
-        chosen: list[FaceDetection | None] = [None] * len(batch)
-        previous = None
-        for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
-            trial = copy.copy(self.tracker)
-            picked = trial.update(faces)
-            gap = range(previous + 1, key) if previous is not None else range(0)
-            if not gap or (picked is not None and chosen[previous] is not None):
-                # The tracker followed the person from the last key frame to this one: interpolate.
-                for i in gap:
-                    chosen[i] = _interpolate(chosen[previous], picked, (i - previous) / (key - previous))
-                self.tracker, chosen[key] = trial, picked
-            elif picked is None and chosen[previous] is None:
-                # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
-                for i in gap:
-                    chosen[i] = self.tracker.update([])
-                chosen[key] = self.tracker.update(faces)
-            else:
-                # The person appears, leaves or is lost in between: detect every frame of the gap.
-                for i, gap_faces in zip(gap, self._detect([batch[i] for i in gap], frame_size)):
-                    chosen[i] = self.tracker.update(gap_faces)
-                chosen[key] = self.tracker.update(faces)
-            previous = key
-        return chosen
+    def _close_gap(
+        self,
+        gap: list[np.ndarray],
+        last: FaceDetection | None,
+        key: np.ndarray,
+        faces: list[FaceDetection],
+        frame_size: tuple[int, int] | None,
+    ) -> list[tuple[np.ndarray, FaceDetection | None]]:
+        """(frame, person) for the ``gap`` frames after the key frame where the person was ``last`` and
+        for the next ``key`` frame, whose detections are ``faces``."""
+        trial = copy.copy(self.tracker)
+        picked = trial.update(faces)
+        if not gap or (picked is not None and last is not None):
+            # The tracker followed the person from the last key frame to this one: interpolate.
+            tracked = [(frame, _interpolate(last, picked, i / (len(gap) + 1))) for i, frame in enumerate(gap, 1)]
+            self.tracker = trial
+        elif picked is None and last is None:
+            # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
+            tracked = [(frame, self.tracker.update([])) for frame in gap]
+            picked = self.tracker.update(faces)
+        else:
+            # The person appears, leaves or is lost in between: detect every frame of the gap (as a
+            # sequence of its own; the key frames' sequence runs on).
+            tracked = [(frame, self.tracker.update(found)) for frame, found in zip(gap, self._detect(gap, frame_size))]
+            picked = self.tracker.update(faces)
+        return [*tracked, (key, picked)]
 
     # ------------------------------------------------------------------ alignment
 

@@ -43,6 +43,7 @@ __all__ = [
     "DETECTOR_NAMES",
     "FaceDetection",
     "FaceDetector",
+    "FrameBatch",
     "check_frame",
     "insightface_points",
     "make_face_detector",
@@ -83,6 +84,20 @@ class FaceDetection:
     def center(self) -> tuple[float, float]:
         x1, y1, x2, y2 = self.box
         return (x1 + x2) / 2, (y1 + y2) / 2
+
+
+class FrameBatch(list):
+    """Consecutive frames of one video, in order, that continue the earlier batches of the same ``run``
+    (an object standing for one pass over one video).
+
+    A detector with a tracking mode carries its tracking state from one batch of a run to the next,
+    so a long video handed over batch by batch is tracked as one sequence; a plain list is a
+    sequence of its own. Being a list, a batch passes unchanged through wrappers of a detector.
+    """
+
+    def __init__(self, frames: Iterable[np.ndarray], run: object) -> None:
+        super().__init__(frames)
+        self.run = run
 
 
 class FaceDetector(Protocol):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from latentsync.errors import ConfigError
-from latentsync.face.detection import FaceDetection, FaceDetector
+from latentsync.face.detection import FaceDetection, FaceDetector, FrameBatch
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +111,16 @@ class FaceTracker:
     def track(
         self, frames: Iterable[np.ndarray], detector: FaceDetector, batch_size: int = 64
     ) -> list[FaceDetection | None]:
-        """Detect and follow the target over consecutive RGB frames; one entry per frame."""
+        """Detect and follow the target over consecutive RGB frames; one entry per frame (the batches are
+        one sequence for the detector's tracking mode)."""
         chosen: list[FaceDetection | None] = []
-        batch: list[np.ndarray] = []
+        run = object()
+        batch = FrameBatch([], run)
         for frame in frames:
             batch.append(frame)
             if len(batch) == batch_size:
                 chosen.extend(self.update(faces) for faces in detector.detect_batch(batch))
-                batch = []
+                batch = FrameBatch([], run)
         if batch:
             chosen.extend(self.update(faces) for faces in detector.detect_batch(batch))
         return chosen

@@ -1,4 +1,5 @@
-"""Reading a video as upright RGB frames resampled to a target frame rate, lazily, by timestamp."""
+"""Reading a video as upright RGB frames resampled to a target frame rate, lazily, by timestamp, in
+the colours ffmpeg decodes (the stream's own matrix and range: :mod:`latentsync.media.colour`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from latentsync.errors import MediaError
+from latentsync.media.colour import rgb_conversion
 from latentsync.media.probe import open_input, probe_video
 
 _TIME_EPS = 1e-6  # seconds; absorbs float error when comparing frame times
@@ -20,7 +23,9 @@ class VideoReader:
     """Lazily decode RGB uint8 (H, W, 3) frames resampled to ``fps`` by timestamp, upright.
 
     Output frame k is the source frame on screen at time k / fps, counted from the first
-    frame (frames are dropped or repeated). Nothing beyond the current frame is held in memory.
+    frame (frames are dropped or repeated). Colours are ffmpeg's: each frame is converted with the
+    matrix and range it is tagged with (untagged: BT.601, limited range). Nothing beyond the
+    current frame is held in memory.
     ``len()`` is ceil(duration * fps) from the header, exact for constant-frame-rate
     files; iteration always yields exactly ``len()`` frames (a short stream repeats its
     last frame, a long one is cut). A still image is a one-frame video.
@@ -67,14 +72,13 @@ class VideoReader:
             except av.FFmpegError as err:
                 raise MediaError(f"cannot decode video {self.path!r}: {err}") from err
 
-    def _rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-        """The frame as RGB uint8, turned upright as its display matrix asks; ``size`` = (width, height)
-        of the upright frame to scale to while converting, or None."""
+    def _rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None, reformatter: VideoReformatter) -> np.ndarray:
+        """The frame as RGB uint8 in its tagged colours, turned upright as its display matrix asks;
+        ``size`` = (width, height) of the upright frame to scale to while converting, or None."""
+        width = height = None
         if size is not None:
             width, height = size if self.info.rotation in (0, 180) else size[::-1]
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-        else:
-            rgb = frame.to_ndarray(format="rgb24")
+        rgb = reformatter.reformat(frame, width, height, "rgb24", **rgb_conversion(frame)).to_ndarray()
         if self.info.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, self.info.rotation // 90))
         return rgb
@@ -89,6 +93,7 @@ class VideoReader:
         if max_side is not None and max(self.width, self.height) > max_side:
             factor = max_side / max(self.width, self.height)
             size = (max(2, round(self.width * factor)), max(2, round(self.height * factor)))
+        reformatter = VideoReformatter()  # one scaler for the whole pass, set up once
         emitted = 0
         shown: av.VideoFrame | None = None  # source frame on screen at the next output time
         shown_rgb: np.ndarray | None = None  # its RGB array, converted only if it is emitted
@@ -98,7 +103,7 @@ class VideoReader:
             # Output times before this frame's start still show the previous frame.
             while emitted < self._length and emitted / self.fps < t - _TIME_EPS:
                 if shown_rgb is None:
-                    shown_rgb = self._rgb(shown, size)
+                    shown_rgb = self._rgb(shown, size, reformatter)
                     yield shown_rgb
                 else:  # a repeated frame: a copy, so callers may edit frames in place
                     yield shown_rgb.copy()
@@ -110,7 +115,7 @@ class VideoReader:
             raise MediaError(f"video has no decodable frames: {self.path!r}")
         while emitted < self._length:
             if shown_rgb is None:
-                shown_rgb = self._rgb(shown, size)
+                shown_rgb = self._rgb(shown, size, reformatter)
                 yield shown_rgb
             else:
                 yield shown_rgb.copy()

@@ -36,3 +36,20 @@ def test_blank_image_has_no_face(detector):
 def test_rejects_non_rgb_uint8(detector):
     with pytest.raises(ValueError, match="uint8"):
         detector.detect(np.zeros((64, 64, 3), np.float32))
+
+
+def test_batches_of_one_run_are_tracked_as_one_sequence(detector):
+    """Frames handed over in FrameBatches of one run get exactly the landmarks of one long batch; a
+    fresh run (or a plain list) restarts tracking, which measures its first frame differently."""
+    from latentsync.face.detection import FrameBatch
+    from tools.synthetic_media import panning_face
+
+    frames = list(panning_face(12, (270, 480)))
+    whole = detector.detect_batch(frames)
+    run = object()
+    parts = detector.detect_batch(FrameBatch(frames[:5], run)) + detector.detect_batch(FrameBatch(frames[5:], run))
+    for a, b in zip(whole, parts):
+        np.testing.assert_array_equal(a[0].landmarks, b[0].landmarks)
+    restarted = detector.detect_batch(FrameBatch(frames[5:], object()))
+    assert np.abs(restarted[0][0].landmarks - whole[5][0].landmarks).max() > 0.1
+    np.testing.assert_array_equal(detector.detect_batch(frames[5:])[0][0].landmarks, restarted[0][0].landmarks)

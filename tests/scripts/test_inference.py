@@ -162,6 +162,36 @@ def test_real_face_video(cli, media, tmp_path):
     assert "3 without a face" in err
 
 
+def test_untouched_region_keeps_the_colours_of_a_bt709_hd_video(cli, media, tmp_path):
+    """A BT.709-tagged HD talking clip (encoded by ffmpeg, as upstream's demo videos are): away from
+    the face the output shows the input's colours in ffmpeg and in Chromium. Measured: mean |diff|
+    1.1 (ffmpeg) and 1.2 (Chromium), mean diff per channel -0.7 to -1.0 (ffmpeg's decoder rounds
+    down). Before (read as BT.601, written untagged): mean |diff| 4.5, R and G 6 levels darker."""
+    from tests.media.browser import chromium_frames
+    from tests.media.media_files import ffmpeg_rgb, write_with_ffmpeg
+
+    size = 720
+    plain = tmp_path / "plain.mp4"
+    write_talking_video(plain, media["speech"][SR // 2 : SR // 2 + SR], size=(size, size), motion="none",
+                        with_audio=False)
+    video = tmp_path / "bt709.mp4"
+    write_with_ffmpeg(video, list(VideoReader(plain)), "bt709")
+    out = tmp_path / "out.mp4"
+    code, err = cli(video, media["audio_1s"], out)
+    assert code == 0, err
+
+    x0, y0, x1, _ = FACE_CROP
+    scale = size / (x1 - x0)
+    yy, xx = np.mgrid[:size, :size]
+    far = np.hypot(xx - (MOUTH_CENTER[0] - x0) * scale, yy - (MOUTH_CENTER[1] - y0) * scale) > 0.45 * size
+    source, result = ffmpeg_rgb(video, (size, size)), ffmpeg_rgb(out, (size, size))
+    in_chromium = chromium_frames([video, out])
+    for decoder, before, after in (("ffmpeg", source[0], result[0]), ("chromium", *in_chromium)):
+        diff = after[far].astype(int) - before[far]
+        assert np.abs(diff).mean() < 1.6, (decoder, np.abs(diff).mean())
+        assert np.abs(diff.mean(axis=0)).max() < 1.2, (decoder, diff.mean(axis=0))
+
+
 # --------------------------------------------------------------------------- other inputs
 
 
