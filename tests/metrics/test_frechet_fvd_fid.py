@@ -13,7 +13,7 @@ from latentsync.metrics.fvd import i3d_features, i3d_input, load_i3d
 from latentsync.metrics.image_similarity import psnr, ssim
 from latentsync.metrics.model_files import require_model_file
 from tests.golden_weights import eval_golden
-from tests.metrics.eval_fixtures import write_inception, write_tiny_i3d
+from tools.eval_models import write_inception, write_tiny_i3d
 
 CPU = torch.device("cpu")
 
