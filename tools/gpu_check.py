@@ -196,7 +196,7 @@ def unet_part(ctx, emit) -> None:
     else:
         config, frames = str(PROJECT_ROOT / "configs/unet/stage2_512.yaml"), 16
         setups = ["fp16", "fp16+math", "fp16+flash", "fp16+efficient", "fp16+cudnn", "fp16+cl", "fp16+dc3",
-                  "fp16+graph", "fp16+compile", "bf16"]
+                  "fp16+graph", "bf16", "fp16+compile"]  # compiling takes longest: last
     result = work / "rows.json"
     args = ["-m", "tools.benchmark_unet", "--config", config, "--weights", ctx.made["unet_ckpt"], "--device",
             ctx.device, "--frames", str(frames), "--repeats", "3", "--warmup", "0" if ctx.tiny else "2",

@@ -86,10 +86,11 @@ def install(wheels: Path, site: Path) -> None:
 
 
 def prune(site: Path) -> None:
-    """Drop files no check loads: other CUDA builds of bitsandbytes, unused mediapipe models, tests, caches."""
-    for lib in (site / "bitsandbytes").glob("libbitsandbytes_cuda*.so"):
-        if lib.name != f"libbitsandbytes_cuda{TORCH_CUDA}.so":
+    """Drop files no check loads: bitsandbytes' other builds, unused mediapipe models, tests, caches."""
+    for lib in (site / "bitsandbytes").glob("libbitsandbytes_*.so"):  # CUDA, ROCm and XPU builds
+        if lib.name not in (f"libbitsandbytes_cuda{TORCH_CUDA}.so", "libbitsandbytes_cpu.so"):
             lib.unlink()
+    shutil.rmtree(site / "tests", ignore_errors=True)  # torch-fidelity ships its tests as a top-level package
     modules = site / "mediapipe" / "modules"
     if modules.is_dir():
         for model in modules.rglob("*"):

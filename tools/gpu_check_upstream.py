@@ -91,10 +91,16 @@ def install_stand_ins() -> list[str]:
     insightface.app = stand_in("insightface.app", FaceAnalysis=NoFaceAnalysis)
     used.append("insightface (replaced by our landmarks)")
     try:
-        import transformers  # noqa: F401
+        import transformers
     except ImportError:
         stand_in("transformers", GPT2TokenizerFast=None)
         used.append("transformers (its Whisper tokenizer, unused)")
+    else:
+        try:
+            transformers.GPT2TokenizerFast  # noqa: B018 - gone from some releases; imported, never called here
+        except (AttributeError, ImportError):
+            transformers.GPT2TokenizerFast = None
+            used.append("transformers.GPT2TokenizerFast (its Whisper tokenizer, unused)")
     try:
         import decord  # noqa: F401
     except ImportError:
