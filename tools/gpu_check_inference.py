@@ -97,7 +97,7 @@ def error_line(stderr: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-class StageClock:
+class ProgressClock:
     """A progress hook that notes when each stage starts (done == 0) and ends (done == total)."""
 
     def __init__(self) -> None:
@@ -124,7 +124,7 @@ def cli_timer(result_path: str, cli_args: list[str]) -> int:
     """
     import runpy
 
-    clock = StageClock()
+    clock = ProgressClock()
     hooked = False
     try:
         from latentsync.pipelines.progress import TqdmProgress
@@ -363,7 +363,7 @@ def ours_child(job_path: str) -> None:
     recorder = RecordingDetector(pipe.face_detector)
     written = capture_written_frames()
     loaded = time.perf_counter() - start
-    clock = StageClock()
+    clock = ProgressClock()
     pipe(job["video"], job["audio"], job["out"], face_detector=recorder, num_inference_steps=job["steps"],
          guidance_scale=job["guidance"], generator=pipe.make_generator(job["seed"]), pad_last_clip=False,
          progress=clock)

@@ -36,6 +36,7 @@ TINY_STAGE2_CONFIG = "configs/unet/stage2_tiny_cpu.yaml"
 VIDEO_SECONDS, TINY_VIDEO_SECONDS = 10.0, 1.2
 VIDEO_SIZE, TINY_VIDEO_SIZE = (1080, 1920), (256, 256)
 SHORT_SECONDS, TINY_SHORT_SECONDS = 2.0, 0.8  # the determinism check's audio
+COMPARE_SECONDS = 4.0  # the upstream comparison's audio (the tiny run compares the whole clip)
 TRAIN_CLIPS, TRAIN_SECONDS = 2, 2.4  # two clips of 60 frames: a 16-frame window and its reference fit
 
 
@@ -164,6 +165,9 @@ def prepare(workdir: str | os.PathLike, needs: set[str], tiny: bool, device: tor
         speech = load_audio(made["speech"])
         short = TINY_SHORT_SECONDS if tiny else SHORT_SECONDS
         made["short_speech"] = _once(root / "short_speech.wav", lambda p: write_wav(p, speech[: int(short * SAMPLE_RATE)]))
+        compare = TINY_VIDEO_SECONDS if tiny else COMPARE_SECONDS
+        made["compare_speech"] = _once(root / "compare_speech.wav",
+                                       lambda p: write_wav(p, speech[: int(compare * SAMPLE_RATE)]))
         size = TINY_VIDEO_SIZE if tiny else VIDEO_SIZE
         made["video"] = _once(root / f"talking_{size[0]}x{size[1]}.mp4",
                               lambda p: write_talking_video(p, speech, size=size))

@@ -121,27 +121,9 @@ def install_stand_ins() -> list[str]:
     return used
 
 
-class Timeline:
-    """Start and end times of named calls (CUDA synchronised before each mark, so GPU work is charged)."""
-
-    def __init__(self, synchronize) -> None:
-        self.synchronize, self.marks = synchronize, {}
-
-    def wrap(self, name: str, function):
-        def timed(*args, **kwargs):
-            self.synchronize()
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.synchronize()
-                begin, _ = self.marks.get(name, (start, start))
-                self.marks[name] = (begin, time.perf_counter())
-
-        return timed
-
-
 def upstream_child(job_path: str) -> None:
+    from tools.benchmark_inference import StageClock  # before this project leaves sys.path (no latentsync import)
+
     job = json.loads(Path(job_path).read_text())
     result_path = Path(job["result"])
     checkout = os.path.realpath(job["checkout"])
@@ -179,7 +161,7 @@ def upstream_child(job_path: str) -> None:
     frames = np.load(work / "input_frames.npy")
     detector = ReplayDetector(np.load(work / "landmarks.npy"), np.load(work / "boxes.npy"))
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    timeline = Timeline(synchronize)
+    timeline = StageClock(synchronize)
     original_processor, original_writer = upstream.ImageProcessor, upstream.write_video
 
     def image_processor(resolution=512, device="cpu", mask_image=None):
@@ -204,8 +186,8 @@ def upstream_child(job_path: str) -> None:
     call(video_path=job["video"], audio_path=job["audio"], video_out_path=job["out"], num_frames=job["num_frames"],
          num_inference_steps=job["steps"], guidance_scale=job["guidance"], weight_dtype=dtype, width=job["resolution"],
          height=job["resolution"], mask_image_path=job["mask"], temp_dir=job["temp_dir"])
-    marks = timeline.marks
-    spans = {name: end - begin for name, (begin, end) in marks.items()}
+    marks = timeline.spans
+    spans = dict(timeline.seconds)
     spans["denoise"] = marks["restore"][0] - marks["faces"][1]  # latents, the DDIM loop and VAE decoding
     spans["mux"] = marks["total"][1] - marks["write"][1]
     if job["device"] == "cpu":
@@ -249,7 +231,7 @@ def upstream_part(ctx, emit) -> None:
     unet_config = load_config(config)
     dtype = "float32" if ctx.device == "cpu" else "float16"
     job = {"config": config, "ckpt": ctx.made["unet_ckpt"], "whisper": ctx.made["whisper"], "vae": ctx.made["vae"],
-           "video": ctx.made["video"], "audio": ctx.made["speech"], "device": ctx.device, "dtype": dtype,
+           "video": ctx.made["video"], "audio": ctx.made["compare_speech"], "device": ctx.device, "dtype": dtype,
            "seed": ctx.seed, "steps": 2 if ctx.tiny else 20, "guidance": GUIDANCE_SCALE, "work": str(work),
            "out": str(work / "ours.mp4")}
     (work / "ours_job.json").write_text(json.dumps(job))
@@ -262,7 +244,7 @@ def upstream_part(ctx, emit) -> None:
         "checkout": ctx.upstream, "model_config": to_container(unet_config.model), "unet_ckpt": ctx.made["unet_ckpt"],
         "whisper": ctx.made["whisper"], "vae": ctx.made["vae"], "scheduler_dir": str(SCHEDULER_DIR),
         "mask": str(Path(ctx.upstream) / "latentsync" / "utils" / "mask.png"), "video": ctx.made["video"],
-        "audio": ctx.made["speech"], "out": str(work / "upstream.mp4"), "temp_dir": str(work / "upstream_temp"),
+        "audio": ctx.made["compare_speech"], "out": str(work / "upstream.mp4"), "temp_dir": str(work / "upstream_temp"),
         "num_frames": int(unet_config.data.num_frames), "resolution": int(unet_config.data.resolution),
         "audio_feat_length": list(unet_config.data.get("audio_feat_length", [2, 2])), "device": ctx.device,
         "dtype": dtype, "seed": ctx.seed, "steps": job["steps"], "guidance": GUIDANCE_SCALE, "work": str(work),

@@ -127,7 +127,8 @@ def test_a_failing_and_a_hanging_part_are_reported_and_the_others_still_run(tmp_
     assert "RuntimeError" in unet["values"]["error_line"]
     (hung,) = rows["eval"]
     assert hung["status"] == "timeout" and hung["text"].startswith("timeout after 20 s")
-    assert sum(r["status"] == "ok" for r in rows["training"]) >= 4  # ran between the two
+    assert sum(r["status"] == "ok" for r in rows["training"]) >= 4  # the part before them ran
+    assert [r["part"] for r in report["rows"]][-2:] == ["eval", "unet"]  # the part after the hung one ran
     added = results[len(original.rstrip("\n")):]
     assert "| unet | **failed**: RuntimeError: forced failure of part unet" in added
     assert "| eval | **timeout**: timeout after 20 s" in added
