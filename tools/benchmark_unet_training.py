@@ -15,7 +15,7 @@ that dtype) and the peak is ``torch.cuda.max_memory_reserved`` (what the card mu
 the CUDA context); on the CPU: fp32 and the peak RSS of the process so far.
 
   python -m tools.benchmark_unet_training --config configs/unet/stage2.yaml --batch_size 1
-  python -m tools.benchmark_unet_training --config configs/unet/stage2_512.yaml --modes ckpt ckpt+8bit --steps 2 --json out.json
+  python -m tools.benchmark_unet_training --config configs/unet/stage2_512.yaml --modes ckpt ckpt+8bit --steps 2
   OMP_NUM_THREADS=1 python -m tools.benchmark_unet_training --config configs/unet/stage2_tiny_cpu.yaml --steps 4
 """
 
@@ -64,7 +64,8 @@ def build(config_path: str, device: torch.device, files: dict[str, str | None], 
     if device.type == "cuda" and config.run.get("mixed_precision_training", False):
         precision = config.run.get("mixed_precision", "fp16")
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-    unet = UNet3DConditionModel.from_config(to_container(config.model)).to(device)
+    with torch.device(device):  # random initialisation where the model runs (seconds on a GPU, a minute on a CPU)
+        unet = UNet3DConditionModel.from_config(to_container(config.model))
     for module in (unet.conv_in, unet.conv_out):  # a fresh UNet has zeros here, which would hide the backward cost
         torch.nn.init.normal_(module.weight, std=0.02)
     patterns = config.run.get("trainable_modules")

@@ -168,7 +168,7 @@ def child_main(part: str, context_path: str) -> int:
     return 0
 
 
-def prepare_step(ctx, emit) -> None:
+def prepare_step(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     import torch
 
     from tools.gpu_check_prepare import prepare
@@ -187,7 +187,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-def unet_part(ctx, emit) -> None:
+def unet_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     """Part 3: tools/benchmark_unet.py's forward benchmark, one row per set-up."""
     from tools.gpu_check_inference import TIMED_OUT, failure, fresh_folder, run_child, seconds_left
 
@@ -340,7 +340,8 @@ def parse_timeouts(items: list[str]) -> dict[str, float]:
     for item in items:
         name, _, value = item.partition("=")
         if name not in (*PARTS, "prepare") or not re.fullmatch(r"\d+(\.\d+)?", value):
-            raise argparse.ArgumentTypeError(f"--timeout {item!r}: expected PART=SECONDS with PART one of prepare, {', '.join(PARTS)}")
+            raise argparse.ArgumentTypeError(
+                f"--timeout {item!r}: expected PART=SECONDS with PART one of prepare, {', '.join(PARTS)}")
         out[name] = float(value)
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from tools.eval_models import I3D_FILE, INCEPTION_FILE, OFFICIAL_FILES
@@ -20,7 +21,7 @@ from tools.gpu_check_inference import fresh_folder, frame_count, run_step
 SYNC_FLAGS = ["--conf_threshold", "0.52", "--min_track", "20", "--no_progress"]
 
 
-def eval_part(ctx, emit: Callable[..., None]) -> None:
+def eval_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     work = fresh_folder(ctx, "eval")
     videos = work / "videos"
     videos.mkdir()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -37,7 +38,7 @@ TIMED_OUT = -999  # run_child's exit status for a child stopped at its deadline
 DEADLINE_MARGIN = 8.0  # seconds a part keeps for itself after its last child, to report
 
 
-def seconds_left(ctx) -> float:
+def seconds_left(ctx: SimpleNamespace) -> float:
     """Seconds until the part's deadline (set by tools/gpu_check.py), less the margin it keeps to report."""
     return ctx.deadline - time.time() - DEADLINE_MARGIN
 
@@ -64,7 +65,7 @@ def run_child(args: list[str], log: Path, cwd: Path = PROJECT_ROOT, env: dict[st
     return code, seconds, log.read_text(errors="replace")
 
 
-def run_step(ctx, emit: Callable[..., None], name: str, args: list[str], log: Path, cwd: Path = PROJECT_ROOT,
+def run_step(ctx: SimpleNamespace, emit: Callable[..., None], name: str, args: list[str], log: Path, cwd: Path = PROJECT_ROOT,
              env: dict[str, str] | None = None) -> tuple[bool, float, str]:
     """One child of a part, within the part's time: (succeeded, seconds, stderr); a failure, the time limit
     or no time left is emitted as the row ``name``."""
@@ -181,13 +182,21 @@ def max_frame_difference(a: str | os.PathLike, b: str | os.PathLike) -> int:
     return int(np.abs(first.astype(np.int16) - second.astype(np.int16)).max())
 
 
-def fresh_folder(ctx, name: str) -> Path:
-    """The part's own folder in the work folder, emptied of an earlier run's outputs."""
+OWNER_MARK = ".made-by-latentsync-gpu-check"
+
+
+def fresh_folder(ctx: SimpleNamespace, name: str) -> Path:
+    """The part's own folder in the work folder, emptied of an earlier run's outputs; a folder of that name
+    that this tool did not make (no mark file) is left alone and is an error."""
     import shutil
 
     folder = Path(ctx.workdir) / name
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        if not (folder / OWNER_MARK).is_file():
+            raise RuntimeError(f"{folder} exists and was not made by tools/gpu_check.py: choose another --workdir")
+        shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    (folder / OWNER_MARK).touch()
     return folder
 
 
@@ -199,7 +208,7 @@ def model_flags(made: dict, config: str) -> list[str]:
             "--whisper_path", made["whisper"], "--vae_path", made["vae"]]
 
 
-def inference_configs(ctx) -> list[tuple[str, str]]:
+def inference_configs(ctx: SimpleNamespace) -> list[tuple[str, str]]:
     if ctx.tiny:
         return [("tiny UNet", ctx.made["unet_config"])]
     return [("stage2_512 (1.6)", str(PROJECT_ROOT / "configs/unet/stage2_512.yaml")),
@@ -222,7 +231,7 @@ def describe_cli_run(frames: int, wall: float, timing: dict, dtype: str) -> tupl
     return text, values
 
 
-def inference_part(ctx, emit: Callable[..., None]) -> None:
+def inference_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     """Part 1: ``scripts.inference`` on the talking head, per config and deep-cache setting."""
     made, work = ctx.made, fresh_folder(ctx, "inference")
     steps = 2 if ctx.tiny else 20
@@ -249,7 +258,8 @@ def inference_part(ctx, emit: Callable[..., None]) -> None:
 # --------------------------------------------------------------------------- part 5: determinism
 
 
-DETERMINISTIC_SETTINGS = "cudnn.deterministic, cudnn.benchmark off, torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8"
+DETERMINISTIC_SETTINGS = ("cudnn.deterministic, cudnn.benchmark off, torch.use_deterministic_algorithms, "
+                          "CUBLAS_WORKSPACE_CONFIG=:4096:8")
 
 
 def determinism_child(job_path: str) -> None:
@@ -271,7 +281,7 @@ def determinism_child(job_path: str) -> None:
              progress=lambda *_: None)
 
 
-def determinism_part(ctx, emit: Callable[..., None]) -> None:
+def determinism_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     """Part 5: the same seed twice in one process, and once more in another: identical frames?"""
     made, work = ctx.made, fresh_folder(ctx, "determinism")
     label, config = inference_configs(ctx)[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -56,7 +57,7 @@ def mode_row(mode: dict) -> tuple[str, str, dict]:
     return ("ok" if healthy else "failed"), text, values
 
 
-def training_part(ctx, emit: Callable[..., None]) -> None:
+def training_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     """Part 4: step time and memory of each config, with and without gradient checkpointing and 8-bit Adam."""
     work = fresh_folder(ctx, "training")
     configs = TINY_CONFIGS if ctx.tiny else REAL_CONFIGS
@@ -84,7 +85,7 @@ def training_part(ctx, emit: Callable[..., None]) -> None:
             emit(name, failure(code, wall, stderr), status="timeout" if code == TIMED_OUT else "failed")
 
 
-def train_cli_part(ctx, emit: Callable[..., None]) -> None:
+def train_cli_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     """Two steps of ``scripts.train_unet`` with a checkpoint at step 2, then a resumed third step."""
     from latentsync.models.checkpoint import read_checkpoint
 

@@ -30,6 +30,8 @@ import sys
 import time
 import types
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 
@@ -217,7 +219,7 @@ def frame_difference(ours: np.ndarray, theirs: np.ndarray, boxes: np.ndarray) ->
             "share_over_1": over / max(total, 1), "share_of_those_in_face_box": inside / max(over, 1)}
 
 
-def upstream_part(ctx, emit) -> None:
+def upstream_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
     from tools.gpu_check_inference import fresh_folder, run_step
 
     if not ctx.upstream or not (Path(ctx.upstream) / "latentsync" / "pipelines" / "lipsync_pipeline.py").is_file():

@@ -20,7 +20,9 @@ from tools.gpu_check_upstream import UPSTREAM_POINT_INDICES, frame_difference, l
 WRAPPER = REPO_ROOT / "tools" / "gpu_check.sh"
 
 
-def run_check(tmp_path: Path, workdir: Path, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict, str, str]:
+def run_check(
+    tmp_path: Path, workdir: Path, *args: str, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, dict, str, str]:
     """The wrapper run from ``tmp_path`` (paths relative to it), results appended to a copy of RESULTS.md
     there: (process, rows JSON, the copy's text before, after)."""
     results = tmp_path / "RESULTS.md"
