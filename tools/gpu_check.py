@@ -54,6 +54,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+from tools.gpu_check_inference import error_line, stop_group
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # In the order they run: what the budget cuts first comes last.
 PARTS = ("inference", "training", "upstream", "train_cli", "determinism", "eval", "unet")
@@ -91,6 +93,7 @@ TIMEOUTS = {  # seconds per part on a GPU at real sizes (estimates); with --tiny
 TINY_TIMEOUT = 300
 BUDGETS = {False: 480, True: 1500}  # seconds in all: real sizes on a GPU, --tiny (generous: slow CI machines)
 MIN_PART_SECONDS = 10  # a part gets no start with less of the budget left
+STOP_GRACE = 5.0  # seconds a part gets to stop its own children when its time is up
 ROW_PREFIX = "@@gpu_check_row "
 FAULT_ENV = "LATENTSYNC_GPU_CHECK_FAULT"
 DEFAULT_UPSTREAMS = (PROJECT_ROOT.parent / "shared" / "upstream" / "LatentSync", PROJECT_ROOT / ".gpucheck" / "upstream")
@@ -139,6 +142,9 @@ def forced_fault(part: str) -> str | None:
 
 
 def child_main(part: str, context_path: str) -> int:
+    from tools.gpu_check_inference import stop_children_on_sigterm
+
+    stop_children_on_sigterm()
     context = json.loads(Path(context_path).read_text())
     ctx = SimpleNamespace(**context)
 
@@ -253,12 +259,13 @@ def run_part(part: str, context: dict, timeout: float, logs: Path, on_row: Calla
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-            os.killpg(child.pid, signal.SIGKILL)  # the part and everything it started
+            stop_group(child.pid, grace=STOP_GRACE)  # the part stops the children it started, then dies
             child.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the part runs in its own session, so stop it too
+            stop_group(child.pid, grace=STOP_GRACE)
+            raise
         reader.join(timeout=10)
     stderr = err_path.read_text(errors="replace")
-    from tools.gpu_check_inference import error_line
-
     if timed_out:
         extra = Row(part, part, f"timeout after {timeout:.0f} s (last output: {error_line(stderr)})", "timeout")
     elif child.returncode != 0 and not any(r.status == "failed" for r in rows):
@@ -371,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child_main(*args.child)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwinds: parts get stopped
     try:
         timeouts = {**TIMEOUTS, **parse_timeouts(args.timeout)}
     except argparse.ArgumentTypeError as err:

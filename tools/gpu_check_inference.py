@@ -35,6 +35,33 @@ def child_env() -> dict[str, str]:
 
 
 TIMED_OUT = -999  # run_child's exit status for a child stopped at its deadline
+_RUNNING: set[int] = set()  # process groups of this process's children (each runs in a session of its own)
+
+
+def stop_group(pid: int, grace: float = 0.0) -> None:
+    """Stop the process group ``pid`` leads: SIGTERM first when ``grace`` > 0 (a part then stops its own
+    children), SIGKILL after ``grace`` seconds or at once."""
+    try:
+        if grace > 0:
+            os.killpg(pid, signal.SIGTERM)
+            end = time.monotonic() + grace
+            while time.monotonic() < end:
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    break
+                time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def stop_children_on_sigterm() -> None:
+    """In a part's process: on SIGTERM, kill the children it started (in their own sessions), then exit."""
+    def handler(signum, frame):
+        for pid in list(_RUNNING):
+            stop_group(pid)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 DEADLINE_MARGIN = 8.0  # seconds a part keeps for itself after its last child, to report
 
 
@@ -55,12 +82,18 @@ def run_child(args: list[str], log: Path, cwd: Path = PROJECT_ROOT, env: dict[st
     with open(log, "w") as err:
         child = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err,
                                  env={**child_env(), **(env or {})}, cwd=cwd, start_new_session=True)
+        _RUNNING.add(child.pid)
         try:
             code = child.wait(timeout=None if timeout is None else max(timeout, 1.0))
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            stop_group(child.pid)
             child.wait()
             code = TIMED_OUT
+        except BaseException:  # interrupted: the child has its own session, stop it with us
+            stop_group(child.pid)
+            raise
+        finally:
+            _RUNNING.discard(child.pid)
     seconds = time.perf_counter() - start
     return code, seconds, log.read_text(errors="replace")
 
