@@ -386,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         timeouts = {k: parse_timeouts(args.timeout).get(k, TINY_TIMEOUT) for k in timeouts}
     args.budget = args.budget if args.budget is not None else BUDGETS[args.tiny]
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here (the CPU dry run is --device cpu --tiny)")
     parts = [p for p in PARTS if p in args.parts]
     started = time.monotonic()
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="latentsync-gpucheck-"))
