@@ -21,6 +21,12 @@ TINY_WHISPER_DIMS = {
     "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": WHISPER_WIDTH, "n_audio_head": 4, "n_audio_layer": 4,
     "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 4, "n_text_head": 1, "n_text_layer": 1,
 }
+# openai-whisper's "tiny" (what LatentSync's stage2 configs read: 384-wide features), for real-size checks.
+WHISPER_TINY_DIMS = {
+    "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
+    "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
+}
+SD_VAE_WIDTHS = (128, 256, 512, 512)  # block_out_channels of Stable Diffusion's VAE (sd-vae-ft-mse)
 TRANSPARENT_WHISPER_GAIN = 10.0  # random conv features are ~0.05 in size; real Whisper's are O(1)
 TINY_RESOLUTION = 64  # face crop side in pixels; latents are 8x8 with the VAE's factor 8
 
@@ -99,9 +105,12 @@ def write_unet(folder: Path, seed: int = 0, resolution: int = TINY_RESOLUTION) -
     return config_path, ckpt_path
 
 
-def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, transparent: bool = False) -> Path:
-    """An openai-whisper checkpoint (dims + model_state_dict, fp16) of width 64 at ``folder/tiny.pt``:
-    a copy of ``source`` if given, else random weights.
+def write_whisper(
+    folder: Path, source: Path | None = None, seed: int = 0, transparent: bool = False, dims: dict | None = None
+) -> Path:
+    """An openai-whisper checkpoint (dims + model_state_dict, fp16) at ``folder/tiny.pt``: a copy of
+    ``source`` if given, else random weights of ``dims`` (default: 64 wide; :data:`WHISPER_TINY_DIMS`
+    is the real "tiny").
 
     ``transparent`` stands in for a trained Whisper where learning is measured (tools/prove_unet.sh):
     a random encoder's features vary over time mostly through its sinusoidal positional embedding,
@@ -117,8 +126,9 @@ def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, trans
         return target
     from whisper.model import ModelDimensions, Whisper
 
+    dims = dict(dims or TINY_WHISPER_DIMS)
     torch.manual_seed(seed)
-    model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS))
+    model = Whisper(ModelDimensions(**dims))
     if transparent:
         encoder = model.encoder
         with torch.no_grad():
@@ -130,7 +140,7 @@ def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, trans
             encoder.conv2.weight.mul_(TRANSPARENT_WHISPER_GAIN)
             encoder.conv2.bias.mul_(TRANSPARENT_WHISPER_GAIN)
     state = model.half().state_dict()
-    torch.save({"dims": dict(TINY_WHISPER_DIMS), "model_state_dict": state}, target)
+    torch.save({"dims": dims, "model_state_dict": state}, target)
     return target
 
 
@@ -152,6 +162,15 @@ def write_vae(folder: Path, seed: int = 0) -> Path:
         scaling_factor=0.18215,
     )
     vae.save_pretrained(folder)
+    return folder
+
+
+def write_sd_vae(folder: Path, seed: int = 0) -> Path:
+    """A diffusers ``AutoencoderKL`` folder of Stable Diffusion's size (84M parameters), random weights."""
+    from tools.train_tiny_vae import build_vae
+
+    torch.manual_seed(seed)
+    build_vae(512, SD_VAE_WIDTHS, layers_per_block=2, groups=32).save_pretrained(folder)
     return folder
 
 
