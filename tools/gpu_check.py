@@ -331,7 +331,7 @@ def section(info: dict, rows: list[Row], args: argparse.Namespace, used: float, 
 
 def append_section(path: Path, text: str) -> None:
     """Append ``text`` to ``path`` atomically (the file is rewritten under a temporary name, then renamed)."""
-    from latentsync.utils.atomic import atomic_output
+    from latentsync.utils.files import atomic_output
 
     old = path.read_text() if path.exists() else ""
     with atomic_output(path) as tmp:

@@ -402,7 +402,7 @@ def ours_child(job_path: str) -> None:
     pipe = load_pipeline(job["config"], job["ckpt"], whisper_path=job["whisper"], vae_path=job["vae"],
                          device=job["device"], dtype=getattr(torch, job["dtype"]), face_detector="mediapipe",
                          audio_windows="upstream")
-    pipe.frame_path = replace(pipe.frame_path, detect_every=1, detect_max_side=None)
+    pipe.face_options = replace(pipe.face_options, detect_every=1, detect_max_side=None)
     recorder = RecordingDetector(pipe.face_detector)
     written = capture_written_frames()
     loaded = time.perf_counter() - start

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from tools.synthetic_media import SAMPLE_RATE, burst_audio, speak, write_talking_video, write_wav
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def make_speech(path: str | os.PathLike, seconds: float, source: str | os.PathLi
     The GPU machine has no espeak-ng: ``tools/gpu_check_bundle.py`` carries a wav made here.
     """
     if source is not None:
-        from latentsync.utils.media import load_audio
+        from latentsync.media.audio import load_audio
 
         audio = load_audio(source, SAMPLE_RATE)
     elif shutil.which("espeak-ng"):
@@ -160,7 +160,7 @@ def prepare(workdir: str | os.PathLike, needs: set[str], tiny: bool, device: tor
     if needs & {"clip", "dataset"}:
         seconds = TINY_VIDEO_SECONDS if tiny else VIDEO_SECONDS
         made["speech"] = _once(root / "speech.wav", lambda p: make_speech(p, seconds, speech_source))
-        from latentsync.utils.media import load_audio
+        from latentsync.media.audio import load_audio
 
         speech = load_audio(made["speech"])
         short = TINY_SHORT_SECONDS if tiny else SHORT_SECONDS
