@@ -43,3 +43,8 @@ class TrainingDivergedError(LatentSyncError):
 
 class OutputError(LatentSyncError):
     """The output cannot be written where asked, or would overwrite one of the inputs."""
+
+
+def error_line(err: BaseException) -> str:
+    """A CLI's one ``error:`` line for a failure that stops the whole run (the message on one line)."""
+    return "error: " + (" ".join(str(err).split()) or type(err).__name__)

@@ -32,6 +32,13 @@ def project_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def config_base_dir(config_path: str | os.PathLike) -> Path:
+    """What relative paths inside the config file ``config_path`` are relative to: the project root for a
+    file inside the project (its own configs, as upstream runs them), else the file's own folder."""
+    folder = Path(os.path.realpath(config_path)).parent
+    return PROJECT_ROOT if folder == PROJECT_ROOT or PROJECT_ROOT in folder.parents else folder
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as a user should type it here: relative when under the current folder, else absolute."""
     absolute = os.path.abspath(os.fspath(path))

@@ -1,19 +1,29 @@
-"""Tiny random-weight models written in the official on-disk formats, for CPU tests and benchmarks.
+"""Tiny random-weight models written in the official on-disk formats, for CPU tests, benchmarks and the
+README's walked example.
 
 Each builder writes what :func:`latentsync.pipelines.loading.load_pipeline` reads in production,
 so tests and tools exercise the real loading code: a UNet ``{"state_dict", "global_step"}``
 checkpoint plus its YAML config, an openai-whisper checkpoint, and a diffusers ``AutoencoderKL``
-folder (``save_pretrained``). The tests' session fixture lives in ``tests/tiny_models.py``.
+folder (``save_pretrained``); :func:`write_auxiliary` adds the evaluation's model files
+(``checkpoints/auxiliary`` layout). The tests' session fixture lives in ``tests/tiny_models.py``.
+
+    python -m tools.tiny_models --out debug/example/models    # unet/ whisper/tiny.pt vae/ auxiliary/
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import shutil
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 import yaml
+from torch import nn
 
 WHISPER_WIDTH = 64  # n_audio_state of the tiny whisper (and of the tests' golden random checkpoint)
 # A whisper "tiny" with a 64-wide, 4-block encoder and a vestigial decoder (never used here).
@@ -174,8 +184,111 @@ class TinyModels:
         ]
 
 
-def write_all(folder: Path, seed: int = 0, whisper_source: Path | None = None) -> TinyModels:
+def write_all(
+    folder: Path, seed: int = 0, whisper_source: Path | None = None, transparent_whisper: bool = False
+) -> TinyModels:
     """A complete tiny model set under ``folder``; ``whisper_source`` is copied as the Whisper checkpoint."""
     unet_config, unet_ckpt = write_unet(folder / "unet", seed)
-    whisper_path = write_whisper(folder / "whisper", whisper_source, seed)
+    whisper_path = write_whisper(folder / "whisper", whisper_source, seed, transparent=transparent_whisper)
     return TinyModels(unet_config, unet_ckpt, whisper_path, write_vae(folder / "vae", seed))
+
+
+# --------------------------------------------------------------------------- evaluation model files
+
+
+class TinyI3D(nn.Module):
+    """(B, 3, T, H, W) -> (B, 400): pooled 3-D convolution features with the I3D TorchScript's call signature."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv3d(3, 16, (3, 7, 7), stride=(1, 4, 4))
+        self.head = nn.Linear(16 * 4, 400)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
+        if rescale:
+            x = x * 2 - 1
+        h = torch.relu(self.conv(x))
+        pooled = torch.nn.functional.adaptive_avg_pool3d(h, (1, 2, 2)).flatten(1)
+        out = self.head(pooled)
+        return out if return_features else out.softmax(-1)
+
+
+def write_tiny_i3d(path: Path) -> Path:
+    """``i3d_torchscript.pt``: a TinyI3D as TorchScript (the real file is a 3-D Inception of 400 classes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, but it is the real file's format
+        torch.jit.save(torch.jit.script(TinyI3D().eval()), str(path))
+    return path
+
+
+def empty_inception() -> nn.Module:
+    """torch-fidelity's FID Inception-v3 with fresh weights (its constructor insists on reading a weights file)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    with mock.patch("torch.load", return_value={}), mock.patch.object(nn.Module, "load_state_dict"):
+        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+
+
+WHOLE_FRAME_BOX = 0.8  # side of the stand-in S3FD's one face box, relative to a frame of 256 px or less
+
+
+def whole_frame_s3fd():
+    """An S3FD whose one confident box is the middle of the frame, whatever it shows: a random detector finds
+    no face, so the evaluation's sync metric would have nothing to score.
+
+    Every head but the one of the 256 px anchors (one anchor, at the centre of a 64 px input: the metric's
+    0.25 scale of a 256 px frame) says background; that anchor says face, its box shrunk to
+    ``WHOLE_FRAME_BOX`` of the input by the regression bias.
+    """
+    from latentsync.models.s3fd import MIN_SIZES, VARIANCE, S3FD
+
+    model = S3FD()
+    layer = MIN_SIZES.index(256)
+    with torch.no_grad():
+        for index, (loc, conf) in enumerate(zip(model.loc, model.conf)):
+            for head in (loc, conf):
+                head.weight.zero_()
+                head.bias.zero_()
+            face = index == layer
+            conf.bias[:-1] = -10.0 if face else 10.0  # background logit(s), then the face logit
+            conf.bias[-1] = 10.0 if face else -10.0
+            if face:  # size = anchor * exp(bias * VARIANCE[1]); the anchor is 256 / 64 = 4 inputs wide
+                loc.bias[2:] = math.log(WHOLE_FRAME_BOX / 4) / VARIANCE[1]
+    return model
+
+
+def write_auxiliary(folder: Path, seed: int = 0) -> Path:
+    """The evaluation's model files under ``folder`` (``checkpoints/auxiliary`` names and formats): random
+    weights, except an S3FD that always finds one face (:func:`whole_frame_s3fd`)."""
+    from latentsync.metrics.fid import INCEPTION_FILE
+    from latentsync.models.hyperiqa import HyperNet
+    from latentsync.models.syncnet_classic import ClassicSyncNet
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    for model, name in ((ClassicSyncNet(), "syncnet_v2.model"), (whole_frame_s3fd(), "sfd_face.pth"),
+                        (HyperNet(), "koniq_pretrained.pkl"), (empty_inception(), INCEPTION_FILE)):
+        torch.save(model.state_dict(), folder / name)
+    write_tiny_i3d(folder / "i3d_torchscript.pt")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write tiny random-weight models in the official formats.")
+    parser.add_argument("--out", required=True, type=Path, help="folder for unet/, whisper/tiny.pt, vae/ and auxiliary/")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # The transparent Whisper: features that follow the local speech, as a trained one's do (see write_whisper).
+    models = write_all(args.out, args.seed, transparent_whisper=True)
+    write_auxiliary(args.out / "auxiliary", args.seed)
+    print(f"wrote {models.unet_ckpt}, {models.whisper}, {models.vae} and {args.out / 'auxiliary'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
-from latentsync.errors import LatentSyncError
+from latentsync.errors import LatentSyncError, error_line
 from latentsync.utils.atomic import atomic_output
 from latentsync.utils.logging import configure_logging
 
@@ -83,11 +83,6 @@ def publish(rows: Sequence[Row], summary: Row, columns: Sequence[str], output: s
         for path in write_report(output, rows, summary, columns):
             logger.info("wrote %s", path)
     return render(rows, summary, columns)
-
-
-def error_line(err: BaseException) -> str:
-    """A CLI's one ``error:`` line for a failure that stops the whole run."""
-    return "error: " + (" ".join(str(err).split()) or type(err).__name__)
 
 
 def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: TextIO) -> int:

@@ -10,50 +10,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import torch
-from torch import nn
 
 from tests.golden_weights import golden_state_dict, write_official_file
+from tools.tiny_models import empty_inception, write_tiny_i3d  # noqa: F401  (write_tiny_i3d: for the metric tests)
 
 OFFICIAL_FILES = {"syncnet_v2": "syncnet_v2.model", "s3fd": "sfd_face.pth", "hyperiqa": "koniq_pretrained.pkl"}
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
-class TinyI3D(nn.Module):
-    """(B, 3, T, H, W) -> (B, 400): pooled 3-D convolution features, deterministic weights."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv3d(3, 16, (3, 7, 7), stride=(1, 4, 4))
-        self.head = nn.Linear(16 * 4, 400)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
-        if rescale:
-            x = x * 2 - 1
-        h = torch.relu(self.conv(x))
-        pooled = torch.nn.functional.adaptive_avg_pool3d(h, (1, 2, 2)).flatten(1)
-        out = self.head(pooled)
-        return out if return_features else out.softmax(-1)
-
-
-def write_tiny_i3d(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(torch.jit.script(TinyI3D().eval()), str(path))
-    return path
-
-
 def write_inception(path: Path) -> Path:
     """torch-fidelity's Inception-v3 state dict (its key order) with golden-procedure weights."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    with mock.patch("torch.load", return_value={}), mock.patch.object(nn.Module, "load_state_dict"):
-        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+    model = empty_inception()
     manifest = [[key, list(value.shape), str(value.dtype).replace("torch.", "")] for key, value in model.state_dict().items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(golden_state_dict(manifest), path)
