@@ -28,7 +28,7 @@ CONFIG_PATH=configs/unet/stage2_tiny_cpu.yaml bash train_unet.sh run.max_train_s
 A=$X/models/auxiliary
 bash eval/eval_all.sh --eval_list $X/eval.csv --checkpoint $X/stage2/best_checkpoint.pt --output_dir $X/eval \
     --unet_config_path configs/unet/stage2_tiny_cpu.yaml --whisper_path $X/models/whisper/tiny.pt \
-    --vae_path $X/models/vae --inference_steps 2 --frame_stride 10 --i3d_path $A/i3d_torchscript.pt \
+    --vae_path $X/models/vae --inference_steps 2 --frame_stride 25 --i3d_path $A/i3d_torchscript.pt \
     --inception_path $A/pt_inception-2015-12-05-6726825d.pth --hyperiqa_path $A/koniq_pretrained.pkl \
     --syncnet_path $A/syncnet_v2.model --s3fd_path $A/sfd_face.pth --no_face_crop
 # --- end of the README's commands
