@@ -237,7 +237,7 @@ def empty_inception() -> nn.Module:
 WHOLE_FRAME_BOX = 0.8  # side of the stand-in S3FD's one face box, relative to a frame of 256 px or less
 
 
-def whole_frame_s3fd():
+def whole_frame_s3fd() -> nn.Module:
     """An S3FD whose one confident box is the middle of the frame, whatever it shows: a random detector finds
     no face, so the evaluation's sync metric would have nothing to score.
 

@@ -93,7 +93,8 @@ def report_error(message: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(message + "\n")
         return
-    print(message, file=sys.stderr, flush=True)
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def run_training_main(

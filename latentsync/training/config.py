@@ -147,7 +147,10 @@ def load_training_config(
     sources.update({key: ("on the command line", os.getcwd()) for key in override_values})
     given = {key: spec.default for key, spec in schema.items() if not spec.required}
     given.update(file_values)
-    given.update(override_values)
+    for key, value in override_values.items():  # `run.trepa_dims.depth=2` changes one entry of a mapping
+        old = given.get(key)
+        both = isinstance(old, Mapping) and isinstance(value, Mapping)
+        given[key] = to_container(OmegaConf.merge(old, value)) if both else value
     missing = [key for key, spec in schema.items() if spec.required and key not in given]
     if missing:
         more = f" and {len(missing) - _LISTED} more" if len(missing) > _LISTED else ""

@@ -19,7 +19,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from latentsync.errors import error_line
 from latentsync.utils.atomic import WORK_PREFIX, owned_prefix
@@ -39,18 +39,22 @@ def worker_errors(folder: str) -> list[str]:
     return [line if i == 0 else f"rank {rank}: {line}" for i, (rank, line) in enumerate(found)]
 
 
-def failure_line(failures: dict) -> str:
+def failure_line(failures: Mapping[int, Any]) -> str:
     """What ended the first failed worker, when it left no line: an exit status (traceback above) or a signal."""
     rank, failure = min(failures.items(), key=lambda item: item[1].timestamp)
     code = failure.exitcode
     if code is not None and code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"error: training process {rank} was killed by {name}{hint}"
     return f"error: training process {rank} failed with exit status {code} (its messages are above)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run torchrun with ``argv`` (its options, then the script and its arguments); the exit status."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
@@ -88,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 os.environ[key] = value
     sys.stdout.flush()
-    for line in lines:
-        print(line, file=sys.stderr, flush=True)
+    sys.stderr.write("".join(line + "\n" for line in lines))
+    sys.stderr.flush()
     return code
 
 

@@ -5,7 +5,7 @@ every script) continues the newest checkpoint of the output folder, so rerunning
 it; the checks below refuse, with one line saying what to do instead:
 
 * a new run (no checkpoint to resume: ``''``) in a folder that already holds a run's checkpoints or
-  ``best_checkpoint.pt``, which its saves would overwrite;
+  ``best_checkpoint.pt``, which its saves would overwrite, or a ``config.yaml`` that is not a run's;
 * resuming from a checkpoint while later ones of the folder exist (or from another run's file into a
   folder holding a run): the later checkpoints would be overwritten;
 * resuming a run whose saved config differs in a key that shapes the result (model, data, losses,
@@ -46,17 +46,20 @@ def start_checkpoint(config: DictConfig, schema: Schema, allow_config_change: bo
                 f"{output_dir} already holds a training run ({held}) that a new run would overwrite: resume it "
                 "(ckpt.resume_ckpt_path=latest, the default) or choose another --output_dir"
             )
+        config_copy = os.path.join(output_dir, "config.yaml")
+        if os.path.lexists(config_copy) and not os.path.isdir(os.path.join(output_dir, "checkpoints")):
+            raise OutputError(f"{config_copy} exists and is not a training run's (it has no checkpoints/ beside it): "
+                              "choose another --output_dir")
         return None
     step = _step_of(resume)
-    inside = os.path.samefile(os.path.dirname(os.path.abspath(resume)), os.path.join(output_dir, "checkpoints")) \
-        if os.path.isdir(os.path.join(output_dir, "checkpoints")) else False
-    later = [s for s in steps if s > step] if inside else steps
+    folder = os.path.join(output_dir, "checkpoints")
+    inside = os.path.isdir(folder) and os.path.samefile(os.path.dirname(os.path.abspath(resume)), folder)
+    later = [s for s in steps if s > step] if inside else steps  # another run's steps all count
     if later or (has_best and not inside):
+        held = f"{'step' if len(later) == 1 else 'steps'} {', '.join(map(str, later))}" if later else BEST_CHECKPOINT
         raise OutputError(
-            f"resuming {resume} (step {step}) would overwrite checkpoints of {output_dir} "
-            f"({'step' if len(later) == 1 else 'steps'} {', '.join(str(s) for s in later) or BEST_CHECKPOINT}): "
-            "resume the newest one (latest), "
-            "move those files away, or choose another --output_dir"
+            f"resuming {resume} (step {step}) would overwrite files of {output_dir} ({held}): resume the newest "
+            "checkpoint (latest), move those files away, or choose another --output_dir"
         )
     _compare_configs(resume, step, config, schema, allow_config_change)
     return resume

@@ -85,6 +85,7 @@ class Env:
     setup: object  # the TinySetup
     out: Path  # the case's output folder (holds a copy of the prior run when the case has one)
     work: Path  # the case's own files (configs it writes)
+    others: Path  # finished runs elsewhere (prior_runs), never to be changed
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,9 @@ def _cases() -> list[Case]:
         # 8. output folders
         Case("--output_dir is a file", "unet", lambda env: [*_unet(env), "--output_dir", str(_file(env, "plain"))],
              "is a file"),
+        Case("--output_dir holding a config.yaml of the user's", "unet",
+             lambda env: _unet(env, f"--output_dir={_write(env, 'config.yaml', 'mine: 1').parent}"),
+             "config.yaml exists and is not a training run's"),
         Case("--output_dir under a file", "syncnet",
              lambda env: [*_syncnet(env), "--output_dir", str(_file(env, "plain") / "run")], "which is a file"),
         # 1. never overwrite a run
@@ -200,7 +204,13 @@ def _cases() -> list[Case]:
              lambda env: _unet(env, "optimizer.lr=1e-3", "run.max_train_steps=3", "--allow_config_change"), None,
              prior=True, final_step=3),
         Case("resume an older checkpoint while newer exist", "unet",
-             lambda env: _unet(env, "--resume_ckpt_path", prior_ckpt(env, 1)), "would overwrite checkpoints", prior=True),
+             lambda env: _unet(env, "--resume_ckpt_path", prior_ckpt(env, 1)), "would overwrite files of", prior=True),
+        Case("resume another run's checkpoint over a run", "unet",
+             lambda env: _unet(env, "--resume_ckpt_path", str(env.others / "unet" / "checkpoints" / "checkpoint-2.pt")),
+             "would overwrite files of", prior=True),
+        Case("continue another run in a new folder", "unet",
+             lambda env: _unet(env, "--resume_ckpt_path", str(env.others / "unet" / "checkpoints" / "checkpoint-2.pt"),
+                               "run.max_train_steps=3"), None, final_step=3),
         Case("resume checkpoint missing", "syncnet", lambda env: _syncnet(env, "--resume_ckpt_path", str(env.work / "x.pt")),
              "resume checkpoint not found"),
         Case("resumed run that fails names its checkpoint", "unet",
@@ -250,11 +260,11 @@ def test_training_entry_point(name, tiny_setup, prior_runs, tmp_path, capfd):  #
     work.mkdir()
     if case.prior:
         shutil.copytree(prior_runs / case.script, out)
-    env = Env(tiny_setup, out, work)
+    env = Env(tiny_setup, out, work, prior_runs)
     inputs = Path(tiny_setup.train_list).parent
-    inputs_before = _digest(inputs, skip=("cache",))
+    inputs_before, others_before = _digest(inputs, skip=("cache",)), _digest(prior_runs)
     args = case.args(env)
-    out_before, prior_before = _listing(out), _digest(out) if out.exists() else {}
+    out_before, prior_before, work_before = _listing(out), _digest(out) if out.exists() else {}, _listing(work)
     capfd.readouterr()
     code = MAIN[case.script](args)
     err = capfd.readouterr().err
@@ -272,6 +282,7 @@ def test_training_entry_point(name, tiny_setup, prior_runs, tmp_path, capfd):  #
         assert case.needle in lines[-1], lines[-1]
         assert sum(line.startswith("error:") for line in lines) == 1, err
         assert _listing(out) == out_before, "the failed run left files in the output folder"
+        assert _listing(work) == work_before, "the failed run wrote beside the case's files"
     if case.prior:  # an earlier run's files are never rewritten (a resumed run adds new steps beside them)
         after = _digest(out)
         kept = {k: v for k, v in prior_before.items() if k.startswith("checkpoints/")}
@@ -281,6 +292,7 @@ def test_training_entry_point(name, tiny_setup, prior_runs, tmp_path, capfd):  #
     if case.name == "resumed run that fails names its checkpoint":
         assert f"(this run resumed from {out / 'checkpoints' / 'checkpoint-2.pt'})" in lines[-1]
     assert _digest(inputs, skip=("cache",)) == inputs_before, "an input changed"
+    assert _digest(prior_runs) == others_before, "another run's files changed"
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")], "a temporary file was left"
 
 

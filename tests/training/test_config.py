@@ -22,6 +22,7 @@ SCHEMA = {
     "ckpt.keep_last_n": Key("int", 2),
     "ckpt.resume_ckpt_path": Key("path", "latest", keep=("latest",)),
     "data.fileslist": Key("path", "data/list.txt"),
+    "run.trepa_dims": Key("mapping", None, nullable=True),
 }
 
 
@@ -47,6 +48,13 @@ def test_defaults_then_file_then_overrides(config_file):
     assert config.ckpt.resume_ckpt_path == "latest" and config.run.trainable_modules is None
     with pytest.raises(ReadonlyConfigError):
         config.run.seed = 3
+
+
+def test_an_override_inside_a_mapping_changes_that_entry_only(tmp_path):
+    path = _write(tmp_path, "run:\n  seed: 1\n  max_train_steps: 3\n  trepa_dims: {depth: 1, embed_dim: 24}\n"
+                            "optimizer:\n  lr: 1.0\n")
+    config = load_training_config(path, SCHEMA, overrides=["run.trepa_dims.depth=2"])
+    assert dict(config.run.trepa_dims) == {"depth": 2, "embed_dim": 24}
 
 
 def test_a_misspelled_key_names_the_closest_known_one(config_file, tmp_path):
