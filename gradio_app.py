@@ -33,12 +33,13 @@ import torch
 from latentsync import paths
 from latentsync.config import load_config
 from latentsync.errors import ConfigError, LatentSyncError, MediaError
+from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.probe import probe_video
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline, SyncReport
 from latentsync.pipelines.loading import SCHEDULERS, default_whisper_path, download_hint, load_pipeline, make_scheduler
 from latentsync.pipelines.progress import ProgressHook
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import SAMPLE_RATE, load_audio, probe_video
 
 logger = logging.getLogger("gradio_app")
 

@@ -4,7 +4,9 @@ Inference runs through ``python -m scripts.inference --batch`` (options this scr
 are passed on to it); then every output gets LSE-C / LSE-D / offset (classic SyncNet), hyperIQA,
 and SSIM / PSNR against its source video, and the set gets FVD and FID against the source videos.
 Writes OUTPUT_DIR/metrics.csv (per video), metrics.json (rows and summary), metrics.md, and
-prints the Markdown. A video that fails is a row with its reason.
+prints the Markdown. A video that fails is a row with its reason. The summary (and every CSV row)
+names the protocols: sync_protocol (--sync_protocol), fvd_protocol (--protocol), fvd_clip and
+hyperiqa_frames.
 
     python -m eval.eval_all --eval_list eval.csv --checkpoint checkpoints/latentsync_unet.pt --output_dir results/
 """
@@ -21,7 +23,8 @@ from latentsync.metrics.evaluation import (
     similarity_rows, sync_rows,
 )
 from latentsync.metrics.fid import INCEPTION_FILE, load_inception
-from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
+from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, clip_description, load_i3d
+from latentsync.metrics.image_quality import FRAMES_DESCRIPTION
 from latentsync.metrics.inference_runs import read_eval_list, run_inference
 from latentsync.metrics.model_files import default_path, require_model_file
 from latentsync.metrics.report import run_guarded, table_result
@@ -68,7 +71,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> tuple[str, int]:
     sources = sorted({p.video for p in made})  # the real set: sources of the generated videos
 
     scorer, detector, settings = build_sync(args, device)
-    sync = list(sync_rows(outputs, scorer, detector, settings, progress))
+    sync = list(sync_rows(outputs, scorer, detector, settings, progress, args.sync_protocol))
     quality = list(quality_rows(outputs, HyperNet.from_file(args.hyperiqa_path, device), progress))
     similarity = list(similarity_rows([(p.video, p.output) for p in made], args.frame_stride, progress))
     errors: dict[str, str] = {}
@@ -78,7 +81,10 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> tuple[str, int]:
     info = [{"video": p.output, "source": p.video, "audio": p.audio} for p in pairs]
     rows = merge_rows([p.output for p in pairs], info, missing, sync, quality, similarity,
                       [{"video": v, "error": e} for v, e in errors.items()])
-    return table_result(rows, MEANS, COLUMNS, os.path.join(args.output_dir, "metrics"), extra=scores)
+    protocols = {"sync_protocol": args.sync_protocol, "fvd_protocol": args.protocol,
+                 "fvd_clip": clip_description(cropper is not None), "hyperiqa_frames": FRAMES_DESCRIPTION}
+    return table_result(rows, MEANS, COLUMNS, os.path.join(args.output_dir, "metrics"), extra=scores,
+                        protocols=protocols)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """FVD between two folders of videos, plus FID over frames and SSIM/PSNR over paired frames.
 
-FVD: one 16-frame clip of 224 px face crops per video through the I3D TorchScript network
+FVD: one 16-frame clip of 224 px face crops per video (its own frames 20-35, at its own frame
+rate, as LatentSync's evaluation takes them) through the I3D TorchScript network
 (``i3d_torchscript.pt``). ``--protocol stylegan-v`` (default) feeds frames in [-1, 1] as the common
 implementations do; ``--protocol latentsync`` feeds [0, 1] as LatentSync's evaluation does (its
-FVDs are not comparable with the standard ones). FID: Inception-v3 pool features of every
+FVDs are not comparable with the standard ones). The table names the protocol and the frames. FID: Inception-v3 pool features of every
 ``--frame_stride``-th frame. SSIM/PSNR: fake videos paired with real ones of the same name
 (``name.mp4`` or ``name__audio.mp4`` with ``name.mp4``), frame by frame.
 
@@ -20,7 +21,7 @@ from latentsync.metrics.evaluation import (
     add_run_arguments, cli_parser, list_videos, merge_rows, pair_by_name, set_scores, similarity_rows,
 )
 from latentsync.metrics.fid import INCEPTION_FILE, load_inception
-from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, load_i3d
+from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, clip_description, load_i3d
 from latentsync.metrics.model_files import default_path
 from latentsync.metrics.report import run_guarded, table_result
 from latentsync.utils.device import pick_device
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     pairs = [] if args.no_similarity else pair_by_name(real, fake)
     similarity = list(similarity_rows(pairs, args.frame_stride, progress))
     rows = merge_rows(fake, similarity, [{"video": v, "error": e} for v, e in errors.items()])
-    text, _ = table_result(rows, ["ssim", "psnr"], COLUMNS, args.output, extra=scores)
+    protocols = {"fvd_protocol": args.protocol, "fvd_clip": clip_description(cropper is not None)}
+    text, _ = table_result(rows, ["ssim", "psnr"], COLUMNS, args.output, extra=scores, protocols=protocols)
     return text, 0 if scores["fvd"] is not None else 1
 
 

@@ -1,8 +1,11 @@
 """SyncNet confidence (LSE-C), minimum distance (LSE-D) and offset of one video or a folder.
 
 The classic SyncNet metric as LatentSync and Wav2Lip report it: S3FD face tracks, 224 px crops,
-MFCC audio, the +-15-frame offset search. Each video is a row (a failed one gives its reason);
-the summary is the mean over scored videos.
+MFCC audio, the +-15-frame offset search. ``--sync_protocol upstream`` (default) scores the crops
+and audio after LatentSync's own media round trips (25 fps re-encode, JPEG frames, an mp4v crop
+video, JPEG again), so the numbers compare with published ones; ``--sync_protocol clean`` scores
+the decoded crops directly. Each video is a row (a failed one gives its reason); the summary is the
+mean over scored videos and names the protocol.
 
     python -m eval.eval_sync_conf --videos_dir results/ --output results/sync_conf
 """
@@ -19,7 +22,6 @@ from latentsync.metrics.evaluation import (
 from latentsync.metrics.report import run_guarded, table_result
 
 
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = cli_parser("python -m eval.eval_sync_conf", __doc__)
     add_input_arguments(parser, "one video (with its audio track)")
@@ -31,8 +33,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> tuple[str, int]:
     device, videos = device_and_videos(args)
     scorer, detector, settings = build_sync(args, device)
-    rows = list(sync_rows(videos, scorer, detector, settings, progress=not args.no_progress))
-    return table_result(rows, ["lse_c", "lse_d"], SYNC_COLUMNS, args.output)
+    rows = list(sync_rows(videos, scorer, detector, settings, not args.no_progress, args.sync_protocol))
+    return table_result(rows, ["lse_c", "lse_d"], SYNC_COLUMNS, args.output,
+                        protocols={"sync_protocol": args.sync_protocol})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from latentsync.metrics.evaluation import add_input_arguments, cli_parser, device_and_videos, quality_rows
+from latentsync.metrics.image_quality import FRAMES_DESCRIPTION
 from latentsync.metrics.model_files import default_path, require_model_file
 from latentsync.metrics.report import run_guarded, table_result
 from latentsync.models.hyperiqa import HyperNet
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     device, videos = device_and_videos(args)
     model = HyperNet.from_file(require_model_file(args.model_path), device)
     rows = list(quality_rows(videos, model, progress=not args.no_progress))
-    return table_result(rows, ["hyperiqa"], COLUMNS, args.output)
+    return table_result(rows, ["hyperiqa"], COLUMNS, args.output, protocols={"hyperiqa_frames": FRAMES_DESCRIPTION})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

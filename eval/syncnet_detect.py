@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     rows, curves = [], []
     for video in tqdm(videos, desc="sync curves", unit="video", disable=args.no_progress):
         try:
-            sync = score_video(video, scorer, detector, settings)
+            sync = score_video(video, scorer, detector, settings, protocol=args.sync_protocol)
         except VIDEO_FAILURES as err:
             rows.append(failure(video, err))
             continue
@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         curves += video_curves
         rows.append({"video": video, "lse_c": sync.confidence, "lse_d": sync.min_dist, "offset": sync.offset,
                      "png": png, "error": ""})
-    publish(curves, {}, CURVE_COLUMNS, os.path.join(args.output_dir, "curves"))
-    text = publish(rows, summarise(rows, ["lse_c", "lse_d"]), COLUMNS, os.path.join(args.output_dir, "sync"))
+    protocol = {"sync_protocol": args.sync_protocol}
+    publish(curves, protocol, CURVE_COLUMNS, os.path.join(args.output_dir, "curves"), list(protocol))
+    text = publish(rows, {**protocol, **summarise(rows, ["lse_c", "lse_d"])}, COLUMNS,
+                   os.path.join(args.output_dir, "sync"), list(protocol))
     return text, 0 if curves else 1
 
 

@@ -16,7 +16,8 @@ CONFIGS_DIR = PROJECT_ROOT / "configs"
 INFERENCE_CONFIG = CONFIGS_DIR / "inference.yaml"
 CHECKPOINTS_MANIFEST = CONFIGS_DIR / "checkpoints.yaml"  # what setup_env.sh downloads, and from where
 SCHEDULER_DIR = CONFIGS_DIR  # holds scheduler_config.json (diffusers DDIMScheduler.from_pretrained)
-DEFAULT_MASK_PATH = PROJECT_ROOT / "latentsync" / "utils" / "mask.png"
+AUDIO_CONFIG = CONFIGS_DIR / "audio.yaml"  # the Wav2Lip-style mel spectrogram of SyncNet and the data sets
+DEFAULT_MASK_PATH = PROJECT_ROOT / "latentsync" / "face" / "mask.png"
 CHECKPOINTS_DIR = PROJECT_ROOT / "checkpoints"
 DEFAULT_VAE_DIR = CHECKPOINTS_DIR / "sd-vae-ft-mse"
 AUXILIARY_DIR = CHECKPOINTS_DIR / "auxiliary"  # InsightFace buffalo_l and other helper models
@@ -24,6 +25,7 @@ HF_CLI = PROJECT_ROOT / ".venv" / "bin" / "hf"  # installed by setup_env.sh; not
 
 # The Whisper checkpoint (relative to the checkpoints folder) that gives a UNet's audio width.
 WHISPER_BY_WIDTH = {384: "whisper/tiny.pt", 768: "whisper/small.pt"}
+DEFAULT_WHISPER = CHECKPOINTS_DIR / WHISPER_BY_WIDTH[384]
 
 
 def project_path(path: str | os.PathLike) -> Path:

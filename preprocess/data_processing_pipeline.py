@@ -26,7 +26,7 @@ from latentsync.metrics.model_files import default_path, require_model_file
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
 from preprocess import (
-    affine_transform,
+    align_faces,
     detect_shot,
     filter_high_resolution,
     filter_visual_quality,
@@ -35,7 +35,7 @@ from preprocess import (
     segment_videos,
     sync_av,
 )
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from preprocess.runner import (
     Item,
     LocalExecutor,
@@ -123,7 +123,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     ]
     if args.filter_high_resolution:
         steps.append(Step("filter_high_resolution", filter_high_resolution.filter_resolution, gpu=True))
-    steps.append(Step("affine_transform", affine_transform.align_clip, gpu=True))
+    steps.append(Step("affine_transform", align_faces.align_clip, gpu=True))  # the name of existing runs' manifests
     if not args.skip_sync:
         steps.append(Step("sync_av", sync_av.sync_clip, gpu=True))
     if not args.skip_quality:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scenedetect import ContentDetector, detect
 
-from latentsync.utils.media import probe_video
+from latentsync.media.probe import probe_video
 from preprocess.runner import Item, Record, record
 
 def find_shots(path: str, threshold: float) -> list[tuple[int, int]]:

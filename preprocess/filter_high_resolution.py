@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from itertools import islice
 
-from latentsync.utils.face_alignment import FaceAligner
-from latentsync.utils.media import VideoReader
-from preprocess.affine_transform import face_detector
+from latentsync.face.alignment import FaceAligner
+from latentsync.media.reader import VideoReader
+from preprocess.align_faces import face_detector
 from preprocess.runner import Item, Record, dropped, record
 from preprocess.settings import FPS
 

@@ -6,7 +6,8 @@ Nothing is deleted: a broken source is recorded as dropped in the manifest and l
 from __future__ import annotations
 
 from latentsync.errors import MediaError
-from latentsync.utils.media import VideoReader, probe_video
+from latentsync.media.probe import probe_video
+from latentsync.media.reader import VideoReader
 from preprocess.runner import Item, Record, dropped, record
 
 

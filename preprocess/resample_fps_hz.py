@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from latentsync.utils.media import probe_video, transcode_video
+from latentsync.media.mux import transcode_video
+from latentsync.media.probe import probe_video
 from preprocess.runner import Item, Record, dropped, record
 from preprocess.settings import FPS, SAMPLE_RATE
 

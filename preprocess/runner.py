@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from latentsync.errors import LatentSyncError
 from latentsync.paths import PROJECT_ROOT
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-from latentsync.utils.media import transcode_video
+from latentsync.media.mux import transcode_video
 from preprocess.runner import Item, Record, record
 from preprocess.settings import FPS, SAMPLE_RATE
 

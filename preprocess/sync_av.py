@@ -22,7 +22,8 @@ from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.utils.device import pick_device
-from latentsync.utils.media import INT16_SCALE, load_audio, mux_audio
+from latentsync.media.audio import INT16_SCALE, load_audio
+from latentsync.media.mux import mux_audio
 from preprocess.runner import WORK_PREFIX, Item, Record, dropped, publish, record
 from preprocess.settings import FPS, SAMPLE_RATE
 

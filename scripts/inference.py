@@ -31,13 +31,12 @@ import torch
 from latentsync import paths
 from latentsync.config import load_config, to_container
 from latentsync.errors import ConfigError, LatentSyncError
+from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import DEFAULT_SCHEDULER, SCHEDULERS, load_pipeline, max_inference_steps
 from latentsync.pipelines.progress import TqdmProgress
+from latentsync.utils.files import check_output_path, check_writable_folder, require_file
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import (
-    ARCHIVAL_ENCODING, FAST_ENCODING, check_output_path, check_writable_folder, require_file,
-)
 
 logger = logging.getLogger("inference")
 
@@ -191,9 +190,9 @@ def load_models(args: argparse.Namespace) -> LipsyncPipeline:
     )
     pipeline.video_encoding = ARCHIVAL_ENCODING if args.archival else FAST_ENCODING
     if args.detect_every is not None:
-        pipeline.frame_path = replace(pipeline.frame_path, detect_every=args.detect_every)
+        pipeline.face_options = replace(pipeline.face_options, detect_every=args.detect_every)
     if args.detect_max_side is not None:
-        pipeline.frame_path = replace(pipeline.frame_path, detect_max_side=args.detect_max_side or None)
+        pipeline.face_options = replace(pipeline.face_options, detect_max_side=args.detect_max_side or None)
     return pipeline
 
 

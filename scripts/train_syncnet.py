@@ -46,7 +46,7 @@ from latentsync.training.setup import (
     build_train_loader,
     build_val_loader,
 )
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from latentsync.training.setup import (
 )
 from latentsync.training.sync_confidence import load_sync_confidence, sync_confidence_available
 from latentsync.training.unet import FrozenNetworks, StepSettings, build_frozen_networks, unet_losses
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.whisper.audio2feature import Audio2Feature
 
 logger = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ def from_rank0(accelerator: Accelerator, value: float) -> float:
 def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:
     """Lip-sync the configured pair with the current weights through the inference pipeline; the video's path."""
     from latentsync.pipelines.loading import assemble_pipeline
-    from latentsync.utils.face_detector import make_face_detector
+    from latentsync.face.detection import make_face_detector
 
     config, device = run.config, run.accelerator.device
     if run.pipeline is None:

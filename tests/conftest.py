@@ -32,7 +32,7 @@ def _deterministic_cpu():
 
 @pytest.fixture(scope="session", autouse=True)
 def _project_root_cwd():
-    # Configs name project-relative paths (configs/..., latentsync/utils/mask.png).
+    # Configs name project-relative paths (configs/..., latentsync/face/mask.png).
     previous = os.getcwd()
     os.chdir(REPO_ROOT)
     yield

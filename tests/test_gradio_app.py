@@ -26,7 +26,7 @@ import torch
 
 import gradio_app
 from latentsync.errors import ConfigError, MediaError
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 from tests.conftest import REPO_ROOT
 from tests.processes import start_group, stop_group
 from tests.scripts.test_inference import assert_valid_output, describe

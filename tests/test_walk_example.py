@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync.utils.media import SAMPLE_RATE, load_audio, probe_video
+from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.probe import probe_video
 from tests.conftest import REPO_ROOT
 from tests.processes import run_group
 

@@ -94,8 +94,9 @@ class StageClock:
 def install_clock(pipe, clock: StageClock) -> dict:
     """Wrap the pipeline's stage calls; returns a dict that receives the first UNet call's inputs."""
     from latentsync.pipelines import lipsync_pipeline
-    from latentsync.utils.face_alignment import FaceAligner
-    from latentsync.utils.media import VideoReader, VideoWriter
+    from latentsync.face.alignment import FaceAligner
+    from latentsync.media.reader import VideoReader
+    from latentsync.media.writer import VideoWriter
 
     passes = []
     frames = VideoReader.frames
@@ -147,8 +148,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from latentsync.pipelines.loading import load_pipeline
-    from latentsync.utils.face_alignment import REFERENCE_FRAME_PATH
-    from latentsync.utils.media import VideoEncoding
+    from latentsync.face.alignment import REFERENCE_FACE_STAGE_OPTIONS
+    from latentsync.media.writer import VideoEncoding
 
     torch.set_num_threads(args.threads)
     models = json.loads(args.models)
@@ -157,7 +158,7 @@ def child(args: argparse.Namespace) -> None:
         device=args.device, dtype=getattr(torch, args.dtype), face_detector="mediapipe",
     )
     if args.frame_path == "reference":  # else the fast defaults load_pipeline set for the device
-        pipe.frame_path, pipe.video_encoding = REFERENCE_FRAME_PATH, VideoEncoding()  # libx264 medium, CRF 18
+        pipe.face_options, pipe.video_encoding = REFERENCE_FACE_STAGE_OPTIONS, VideoEncoding()  # libx264 medium, CRF 18
     pipe.set_progress_bar_config(disable=True)
     on_cuda = pipe.unet.device.type == "cuda"
     clock = StageClock(torch.cuda.synchronize if on_cuda else lambda: None)
@@ -185,7 +186,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _ffmpeg_seconds(args: list[str]) -> float:
-    from latentsync.utils.media import ffmpeg_exe
+    from latentsync.media.ffmpeg import ffmpeg_exe
 
     start = time.perf_counter()
     subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", *args], check=True, capture_output=True)

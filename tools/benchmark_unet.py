@@ -421,7 +421,7 @@ def build_pipeline(config_path: str, device: torch.device, dtype: torch.dtype):
 
 
 def time_clip(pipe, args, device, attention: str, deepcache: int | None) -> tuple[float, float, torch.Tensor]:
-    from latentsync.utils.mask import load_fixed_mask
+    from latentsync.face.mask import load_fixed_mask
 
     generator = torch.Generator(device).manual_seed(0)
     faces = torch.randint(0, 256, (args.frames, args.resolution, args.resolution, 3), dtype=torch.uint8).numpy()
@@ -485,7 +485,7 @@ def pipeline_main(args: argparse.Namespace) -> None:
     another in this process: time of each, and PSNR/SSIM of the face box against the first run's output."""
     from latentsync.metrics.image_similarity import psnr, ssim
     from latentsync.pipelines.loading import load_pipeline, make_scheduler
-    from latentsync.utils.media import VideoReader
+    from latentsync.media.reader import VideoReader
     from tools.synthetic_media import speak, write_talking_video, write_wav
     from tools.tiny_models import write_all
 

@@ -65,7 +65,7 @@ def build(config_path: str, device: torch.device, dtype: torch.dtype, checkpoint
 
 
 def synthetic_batch(config, batch_size: int) -> dict[str, torch.Tensor]:
-    from latentsync.utils.audio import mel_window_length
+    from latentsync.audio.mel import mel_window_length
 
     f, r = config.data.num_frames, config.data.resolution
     pixels = lambda: torch.rand(batch_size, f, 3, r, r) * 2 - 1  # noqa: E731

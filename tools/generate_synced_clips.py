@@ -23,8 +23,10 @@ import torch
 
 from latentsync.data.video_dataset import read_video_paths
 from latentsync.pipelines.loading import load_pipeline
-from latentsync.utils.mask import load_fixed_mask
-from latentsync.utils.media import VideoReader, VideoWriter, mux_audio
+from latentsync.face.mask import load_fixed_mask
+from latentsync.media.mux import mux_audio
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import VideoWriter
 from tools.write_fileslist import write_fileslist
 
 

@@ -34,9 +34,12 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.logging import configure_logging
-from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, mux_audio
+from latentsync.media.audio import SAMPLE_RATE
+from latentsync.media.mux import mux_audio
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import VideoWriter
 from tools.synthetic_media import loudness_envelope, num_video_frames, speak, write_talking_video, write_wav
 from tools.write_fileslist import write_fileslist
 

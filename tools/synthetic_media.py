@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 import skimage.data
 from scipy.io import wavfile
 
-from latentsync.utils.atomic import atomic_output
-from latentsync.utils.media import SAMPLE_RATE, VideoWriter, ffmpeg_exe, load_audio, mux_audio
+from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.ffmpeg import ffmpeg_exe
+from latentsync.media.mux import mux_audio
+from latentsync.media.writer import VideoWriter
+from latentsync.utils.files import atomic_output
 
 # Square region of the 512x512 astronaut photo that is rendered: head and shoulders.
 FACE_CROP = (60, 0, 380, 320)  # x0, y0, x1, y1 in photo pixels
@@ -59,6 +62,21 @@ def speak(
 def astronaut_face() -> np.ndarray:
     """The 512x512 RGB uint8 astronaut photo (Eileen Collins), a public-domain face."""
     return skimage.data.astronaut()
+
+
+def panning_face(num_frames: int, size: tuple[int, int] = (1080, 1920)) -> Iterator[np.ndarray]:
+    """Frames (H, W, 3) of a single-shot close-up of the astronaut at ``size`` (W, H): the camera pans
+    slowly and zooms in by ~12% over the clip, smoothly (no cut, no jump), like a talking-head shot."""
+    width, height = size
+    photo = astronaut_face()
+    base = 0.8 * width / 250  # the head (~250 photo pixels wide) fills most of the frame's width
+    for i in range(num_frames):
+        t = i / max(1, num_frames - 1)
+        scale = base * (1 + 0.12 * t)
+        x = width / 2 - scale * 220 + 0.05 * width * np.sin(np.pi * t)
+        y = 0.4 * height - scale * 150 - 0.02 * height * t
+        matrix = np.array([[scale, 0, x], [0, scale, y]], np.float32)
+        yield cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

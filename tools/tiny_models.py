@@ -80,7 +80,7 @@ def tiny_unet_config(resolution: int = TINY_RESOLUTION, num_frames: int = 16) ->
     data = {
         "num_frames": num_frames,
         "resolution": resolution,
-        "mask_image_path": "latentsync/utils/mask.png",
+        "mask_image_path": "latentsync/face/mask.png",
         "audio_sample_rate": 16000,
         "video_fps": 25,
         "audio_feat_length": [2, 2],

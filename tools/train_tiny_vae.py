@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from latentsync.data.video_dataset import read_video_paths
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 
 MAX_FRAMES_PER_VIDEO = 64  # frames kept per clip: enough variety, little memory
 

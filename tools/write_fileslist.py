@@ -24,7 +24,7 @@ from typing import Sequence
 
 from latentsync.data.video_dataset import gather_video_paths
 from latentsync.errors import ConfigError, LatentSyncError, error_line
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)

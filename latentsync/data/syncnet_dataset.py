@@ -25,9 +25,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from latentsync.audio.mel import MEL_FPS, last_valid_start_frame, load_audio_config, mel_window
 from latentsync.data.video_dataset import VideoClipDataset, read_video_paths
 from latentsync.errors import SkipVideo
-from latentsync.utils.audio import MEL_FPS, last_valid_start_frame, load_audio_config, mel_window
+from latentsync.paths import AUDIO_CONFIG
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class SyncNetDataset(VideoClipDataset):
     ) -> "SyncNetDataset":
         """Build from the ``data`` section of a SyncNet config, on ``video_paths`` or else the ``split``'s list/folder."""
         paths = video_paths or read_video_paths(data.get(f"{split}_fileslist"), data.get(f"{split}_data_dir"))
-        audio_config = load_audio_config(data.get("audio_config", "configs/audio.yaml"))
+        audio_config = load_audio_config(data.get("audio_config", AUDIO_CONFIG))
         return cls(
             paths,
             num_frames=data["num_frames"],

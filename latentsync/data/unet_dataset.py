@@ -25,10 +25,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from latentsync.audio.mel import last_valid_start_frame, load_audio_config, mel_window
 from latentsync.data.video_dataset import VideoClipDataset, read_video_paths
 from latentsync.errors import ConfigError, SkipVideo
-from latentsync.utils.audio import last_valid_start_frame, load_audio_config, mel_window
-from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images, process_images
+from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images, process_images
+from latentsync.paths import AUDIO_CONFIG, DEFAULT_MASK_PATH
 from latentsync.whisper.audio2feature import FEATURE_FPS, Audio2Feature
 
 MIN_WINDOWS = 3  # a video must hold three clips: the target and a non-overlapping reference on either side
@@ -108,7 +109,7 @@ class UNetDataset(VideoClipDataset):
             paths,
             audio_encoder=audio_encoder,
             load_mel=load_mel,
-            audio_config=load_audio_config(data.get("audio_config", "configs/audio.yaml")),
+            audio_config=load_audio_config(data.get("audio_config", AUDIO_CONFIG)),
             mel_cache_dir=data.get("audio_mel_cache_dir") or None,
             frame_cache_size=data.get("frame_cache_size", 0),
             seed=seed,

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from latentsync.audio.mel import load_audio_config, melspectrogram
 from latentsync.errors import ConfigError, LatentSyncError, MediaError, SkipVideo
-from latentsync.utils.atomic import atomic_output
-from latentsync.utils.audio import load_audio_config, melspectrogram
+from latentsync.media.audio import load_audio
+from latentsync.media.reader import VideoReader
 from latentsync.utils.content_cache import cache_key, sha256_file
-from latentsync.utils.media import VideoReader, load_audio
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 

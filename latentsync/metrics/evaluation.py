@@ -27,11 +27,12 @@ from latentsync.metrics.image_quality import video_quality
 from latentsync.metrics.image_similarity import psnr, ssim
 from latentsync.metrics.report import Row
 from latentsync.metrics.sync_confidence import SyncScorer, score_video
+from latentsync.metrics.sync_routes import DEFAULT_PROTOCOL as DEFAULT_SYNC_PROTOCOL, PROTOCOLS as SYNC_PROTOCOLS
 from latentsync.models.hyperiqa import HyperNet
 from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--s3fd_path", default=default_path("sfd_face.pth"), help="S3FD face detector weights")
     group.add_argument("--batch_size", type=int, help="5-frame windows per SyncNet batch (default: by device)")
     group.add_argument("--vshift", type=int, default=15, help="offsets searched either side of zero, in frames")
+    group.add_argument("--sync_protocol", default=DEFAULT_SYNC_PROTOCOL, choices=SYNC_PROTOCOLS,
+                       help="upstream: the crops and audio take LatentSync's lossy media route (mp4v crop video, "
+                            "JPEG frames), numbers comparable with published ones; clean: decoded crops scored "
+                            "directly (default: %(default)s)")
     TrackSettings.add_arguments(parser)
 
 
@@ -98,12 +103,13 @@ def failure(video: str, err: BaseException) -> Row:
 
 
 def sync_rows(
-    videos: Sequence[str], scorer: SyncScorer, detector: S3FDDetector, settings: TrackSettings, progress: bool = True
+    videos: Sequence[str], scorer: SyncScorer, detector: S3FDDetector, settings: TrackSettings, progress: bool = True,
+    protocol: str = DEFAULT_SYNC_PROTOCOL,
 ) -> Iterator[Row]:
-    """LSE-C, LSE-D, offset and track count of each video."""
+    """LSE-C, LSE-D, offset and track count of each video, scored under the sync ``protocol``."""
     for video in tqdm(videos, desc="sync confidence", unit="video", disable=not progress):
         try:
-            result = score_video(video, scorer, detector, settings)
+            result = score_video(video, scorer, detector, settings, protocol=protocol)
         except VIDEO_FAILURES as err:
             yield failure(video, err)
             continue
@@ -228,7 +234,6 @@ def set_scores(
     scores: Row = {
         "fvd": set_distance(video_fvd_stats(real, i3d, protocol, cropper, errors, progress, "FVD real"),
                             video_fvd_stats(fake, i3d, protocol, cropper, errors, progress, "FVD fake"), "FVD"),
-        "fvd_protocol": protocol,
     }
     if inception is not None:
         scores["fid"] = set_distance(

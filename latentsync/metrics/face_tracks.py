@@ -4,7 +4,9 @@ Settings default to those of the reference (syncnet_python's pipeline as LatentS
 detection at 1/4 scale with confidence 0.9, consecutive boxes joined when IoU > 0.5 with up to
 25 missed frames, tracks longer than 50 frames inside one shot, mean face size over 100 px,
 box size and centre median-filtered over 13 frames, crops padded by 0.4 of the face size.
-Videos are read twice, frame by frame (detect, then crop): memory does not grow with length.
+Frames arrive as iterables of 25 fps RGB frames (whichever protocol decoded them, see
+:mod:`latentsync.metrics.sync_routes`) and are read twice, one at a time (detect, then crop): memory
+does not grow with length.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, fields
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 from scipy import signal
 from tqdm.auto import tqdm
 
+from latentsync.face.tracking import box_iou
 from latentsync.models.s3fd import S3FDDetector
-from latentsync.utils.media import VideoReader
 
 logger = logging.getLogger(__name__)
 
-FPS = 25  # the metric's frame rate: videos are resampled to it
 CROP_SIZE = 224  # side of the crops SyncNet sees
 PAD_VALUE = 110  # grey level outside the frame when a crop overhangs it
 SCENE_WIDTH = 256  # frames are shrunk to this width for shot detection
@@ -90,13 +91,6 @@ class FaceTrack:
         return int(self.frames[-1]) + 1
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two x1 y1 x2 y2 boxes."""
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def content_change(previous_hsv: np.ndarray, hsv: np.ndarray) -> float:
     """Mean absolute change of hue, saturation and value between two HSV frames, averaged."""
     diff = np.abs(hsv.astype(np.int16) - previous_hsv.astype(np.int16))
@@ -104,14 +98,13 @@ def content_change(previous_hsv: np.ndarray, hsv: np.ndarray) -> float:
 
 
 def detect_faces_and_shots(
-    video_path: str, detector: S3FDDetector, settings: TrackSettings, progress: bool = False
+    frames: Iterable[np.ndarray], detector: S3FDDetector, settings: TrackSettings, progress: bool = False
 ) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """Per-frame face boxes ((N, 5) x1 y1 x2 y2 score) and shots ([start, end) frame ranges) of a video."""
-    reader = VideoReader(video_path, fps=FPS)
+    """Per-frame face boxes ((N, 5) x1 y1 x2 y2 score) and shots ([start, end) frame ranges) of RGB frames."""
     faces: list[np.ndarray] = []
     cuts = [0]
     previous = None
-    for index, frame in enumerate(tqdm(reader, desc="detect", unit="frame", disable=not progress, leave=False)):
+    for index, frame in enumerate(tqdm(frames, desc="detect", unit="frame", disable=not progress, leave=False)):
         faces.append(detector.detect(frame, settings.conf_threshold, settings.detect_scale))
         if settings.scene_threshold > 0:
             width = min(SCENE_WIDTH, frame.shape[1])
@@ -154,9 +147,11 @@ def track_faces(faces: Sequence[np.ndarray], first_frame: int, settings: TrackSe
             tracks.append(FaceTrack(all_frames, filled))
 
 
-def find_tracks(video_path: str, detector: S3FDDetector, settings: TrackSettings, progress: bool = False) -> list[FaceTrack]:
-    """Every face track of a video, shot by shot (shots shorter than ``min_track`` are skipped)."""
-    faces, shots = detect_faces_and_shots(video_path, detector, settings, progress)
+def find_tracks(
+    frames: Iterable[np.ndarray], detector: S3FDDetector, settings: TrackSettings, progress: bool = False
+) -> list[FaceTrack]:
+    """Every face track of a video's frames, shot by shot (shots shorter than ``min_track`` are skipped)."""
+    faces, shots = detect_faces_and_shots(frames, detector, settings, progress)
     tracks = []
     for start, end in shots:
         if end - start >= settings.min_track:
@@ -194,10 +189,10 @@ def crop_face(frame: np.ndarray, half: float, cx: float, cy: float, crop_scale: 
     return cv2.resize(face, (size, size))
 
 
-def track_crops(video_path: str, track: FaceTrack, settings: TrackSettings) -> Iterator[np.ndarray]:
-    """The track's 224 px RGB crops, decoded one frame at a time."""
+def track_crops(frames: Iterable[np.ndarray], track: FaceTrack, settings: TrackSettings) -> Iterator[np.ndarray]:
+    """The track's 224 px crops of the video's frames (read from the first), one frame at a time."""
     half, cx, cy = crop_geometry(track, settings.smooth_kernel)
-    for index, frame in enumerate(VideoReader(video_path, fps=FPS)):
+    for index, frame in enumerate(frames):
         if index >= track.end:
             return
         if index >= track.start:

@@ -1,7 +1,8 @@
 """Fréchet Video Distance with the I3D TorchScript network the field uses (``i3d_torchscript.pt``).
 
-Each video gives one 16-frame clip of 224 px face crops (frames 20-35, faces found by MediaPipe's
-short-range detector and resized with area interpolation, as the reference does). Protocols:
+Each video gives one 16-frame clip of 224 px face crops: its own frames 20-35 at its own frame rate
+(no resampling: a 30 fps video gives its frames 20-35 too), faces found by MediaPipe's short-range
+detector and resized with area interpolation, as the reference does. Protocols (the I3D's input range):
 
 * ``stylegan-v`` (default, the standard one of StyleGAN-V and common_metrics_on_video_quality):
   frames scaled to [-1, 1], the I3D's own rescaling off;
@@ -20,7 +21,8 @@ import torch
 
 from latentsync.errors import CheckpointError, MediaError, NoFaceError
 from latentsync.metrics.model_files import require_model_file
-from latentsync.utils.media import VideoReader
+from latentsync.media.probe import probe_video
+from latentsync.media.reader import VideoReader
 
 PROTOCOLS = ("stylegan-v", "latentsync")
 DEFAULT_PROTOCOL = "stylegan-v"
@@ -28,7 +30,6 @@ CLIP_FRAMES = 16  # frames per clip
 CLIP_START = 20  # first frame of the clip (earlier when the video is shorter)
 CLIP_SIZE = 224  # px, side of the I3D input
 I3D_DIM = 400  # feature width of the I3D (logits before the softmax)
-FVD_FPS = 25
 
 
 def load_i3d(path: str | os.PathLike, device: torch.device) -> torch.jit.ScriptModule:
@@ -86,12 +87,21 @@ class FaceCropper:
         return cv2.resize(frame[y1:y2, x1:x2], (self.size, self.size), interpolation=cv2.INTER_AREA)
 
 
+def clip_description(face_crop: bool) -> str:
+    """Which frames and pixels :func:`face_clip` takes, for result tables."""
+    pixels = "MediaPipe face crops" if face_crop else "whole frames"
+    last = CLIP_START + CLIP_FRAMES - 1
+    return f"frames {CLIP_START}-{last} at the video's own rate, {pixels} resized to {CLIP_SIZE} px"
+
+
 def face_clip(video_path: str, cropper: FaceCropper | None, frames: int = CLIP_FRAMES, start: int = CLIP_START) -> np.ndarray:
-    """(frames, 224, 224, 3) uint8 clip from ``start`` (or the last ``frames`` frames of a shorter video).
+    """(frames, 224, 224, 3) uint8 clip of the video's own frames ``start``.. at its own frame rate, as the
+    reference indexes them; a video shorter than ``start + frames`` gives its last ``frames`` frames
+    (the reference cannot score it).
 
     Without a ``cropper`` whole frames are resized (for videos that are face crops already).
     """
-    reader = VideoReader(video_path, fps=FVD_FPS)
+    reader = VideoReader(video_path, fps=probe_video(video_path).fps)  # its own frames, none dropped or repeated
     if len(reader) < frames:
         raise MediaError(f"{video_path} has {len(reader)} frames, FVD needs {frames}")
     start = min(start, len(reader) - frames)

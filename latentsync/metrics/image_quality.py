@@ -11,11 +11,13 @@ import torch
 
 from latentsync.errors import MediaError
 from latentsync.models.hyperiqa import HyperNet, quality_scores
-from latentsync.utils.media import VideoReader, probe_video
+from latentsync.media.probe import probe_video
+from latentsync.media.reader import VideoReader
 
 CROP = 224  # px
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAMES_DESCRIPTION = f"first, middle and last frame at the video's own rate, centre crop {CROP} px"
 
 
 def probe_frames(video_path: str) -> np.ndarray:

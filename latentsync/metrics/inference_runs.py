@@ -17,7 +17,7 @@ from typing import Sequence
 
 from latentsync.errors import ConfigError
 from latentsync.paths import PROJECT_ROOT
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,8 @@
 """Result tables: one row per video (a failed video is a row with its reason) plus a summary.
 
-Written as CSV and JSON (atomically) and rendered as Markdown for the terminal.
+Written as CSV and JSON (atomically) and rendered as Markdown for the terminal. Protocols (how the
+numbers were measured: which media route, which frames) head the summary and are repeated as
+columns of the CSV, so each file alone says which protocol produced its numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from latentsync.errors import LatentSyncError, error_line
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -57,14 +59,22 @@ def render(rows: Sequence[Row], summary: Row, columns: Sequence[str]) -> str:
     return head + "\n\n" + markdown_table(rows, columns)
 
 
-def write_report(stem: str | os.PathLike, rows: Sequence[Row], summary: Row, columns: Sequence[str]) -> list[str]:
-    """Write ``<stem>.csv`` (per-video rows), ``<stem>.json`` (rows and summary) and ``<stem>.md``; return the paths."""
+def write_report(
+    stem: str | os.PathLike, rows: Sequence[Row], summary: Row, columns: Sequence[str],
+    protocol_keys: Sequence[str] = (),
+) -> list[str]:
+    """Write ``<stem>.csv`` (per-video rows), ``<stem>.json`` (rows and summary) and ``<stem>.md``; return the paths.
+
+    The summary entries named by ``protocol_keys`` are also CSV columns, the same on every row.
+    """
     stem = os.fspath(stem)
     paths = [stem + ".csv", stem + ".json", stem + ".md"]
+    protocols = {key: summary[key] for key in protocol_keys}
     with atomic_output(paths[0]) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        fieldnames = [*columns, *protocols]
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows([{c: _cell(row.get(c)) for c in columns} for row in rows])
+        writer.writerows([{c: _cell({**row, **protocols}.get(c)) for c in fieldnames} for row in rows])
     with atomic_output(paths[1]) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"summary": _jsonable(summary), "rows": [_jsonable(row) for row in rows]}, f, indent=2)
     with atomic_output(paths[2]) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -77,10 +87,12 @@ def _jsonable(row: Mapping[str, Any]) -> Row:
     return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
-def publish(rows: Sequence[Row], summary: Row, columns: Sequence[str], output: str | None) -> str:
+def publish(
+    rows: Sequence[Row], summary: Row, columns: Sequence[str], output: str | None, protocol_keys: Sequence[str] = ()
+) -> str:
     """Write the table files when ``output`` is given (logging each path); return the Markdown to print."""
     if output:
-        for path in write_report(output, rows, summary, columns):
+        for path in write_report(output, rows, summary, columns, protocol_keys):
             logger.info("wrote %s", path)
     return render(rows, summary, columns)
 
@@ -101,7 +113,9 @@ def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: Tex
 
 
 def table_result(rows: Sequence[Row], means: Sequence[str], columns: Sequence[str], output: str | None,
-                 extra: Row | None = None) -> tuple[str, int]:
-    """Summarise (``extra`` first, then the means of ``means``), publish, and exit 1 only when every video failed."""
-    summary = {**(extra or {}), **summarise(rows, means)}
-    return publish(rows, summary, columns, output), 0 if summary["failed"] < len(rows) else 1
+                 extra: Row | None = None, protocols: Row | None = None) -> tuple[str, int]:
+    """Summarise (``protocols``, then ``extra``, then the means of ``means``), publish, and exit 1 only when
+    every video failed. ``protocols`` (e.g. ``{"sync_protocol": "upstream"}``) are CSV columns too."""
+    protocols = protocols or {}
+    summary = {**protocols, **(extra or {}), **summarise(rows, means)}
+    return publish(rows, summary, columns, output, list(protocols)), 0 if summary["failed"] < len(rows) else 1

@@ -19,7 +19,7 @@ from latentsync.data.syncnet_dataset import SyncNetDataset
 from latentsync.errors import ConfigError
 from latentsync.metrics.sync_confidence import VSHIFT, SyncResult, offset_confidence, shifted_distances
 from latentsync.models.stable_syncnet import StableSyncNet
-from latentsync.utils.audio import last_valid_start_frame, mel_window
+from latentsync.audio.mel import last_valid_start_frame, mel_window
 
 
 class StableSyncScorer:

@@ -4,7 +4,8 @@ The metric of Chung & Zisserman (2016) as LatentSync and Wav2Lip report it: 5-fr
 224 px face crops and 0.2 s MFCC windows are embedded by the classic SyncNet; for every video
 window the distance to the audio windows shifted by -vshift..+vshift frames is measured; the
 offset is the shift whose mean distance is smallest, LSE-D that mean distance, and LSE-C the
-median of the mean distances minus their minimum.
+median of the mean distances minus their minimum. Which pixels and samples are scored (upstream's
+lossy media route by default, or the clean one) is the protocol of :mod:`latentsync.metrics.sync_routes`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from scipy import signal
 
 from latentsync.errors import NoFaceError
 from latentsync.metrics.face_tracks import FaceTrack, TrackSettings, find_tracks, track_crops
+from latentsync.metrics.sync_routes import DEFAULT_PROTOCOL, SyncRoute
 from latentsync.models.s3fd import S3FDDetector
 from latentsync.models.syncnet_classic import LIP_FRAMES, MFCC_STEPS, ClassicSyncNet
-from latentsync.utils.media import load_audio
 
 VSHIFT = 15  # frames searched either side of zero (+-0.6 s at 25 fps)
 MFCC_PER_FRAME = 4  # MFCC steps (100 Hz) per video frame (25 fps)
@@ -144,29 +145,35 @@ class VideoSync:
     confidence: float
     tracks: list[FaceTrack]
     results: list[SyncResult]
+    protocol: str = DEFAULT_PROTOCOL
 
 
 def score_video(
     video_path: str, scorer: SyncScorer, detector: S3FDDetector, settings: TrackSettings = TrackSettings(),
-    progress: bool = False,
+    progress: bool = False, protocol: str = DEFAULT_PROTOCOL,
 ) -> VideoSync:
-    """Detect and track faces, then score every track against the video's own audio track."""
-    tracks = find_tracks(video_path, detector, settings, progress)
-    if not tracks:
-        raise NoFaceError(
-            f"no face track of more than {settings.min_track} frames and {settings.min_face_size:g} px in {video_path}"
-        )
-    audio = load_audio(video_path)
-    results = []
-    for track in tracks:
-        segment = audio[track.start * SAMPLES_PER_FRAME : track.end * SAMPLES_PER_FRAME]
-        results.append(scorer.score(track_crops(video_path, track, settings), len(track.frames), segment))
+    """Detect and track faces, then score every track against the video's own audio track.
+
+    ``protocol`` (``upstream`` or ``clean``) says which media route the frames and audio take.
+    """
+    with SyncRoute(video_path, protocol) as route:
+        tracks = find_tracks(route.frames(), detector, settings, progress)
+        if not tracks:
+            raise NoFaceError(
+                f"no face track of more than {settings.min_track} frames and {settings.min_face_size:g} px in {video_path}"
+            )
+        results = []
+        for index, track in enumerate(tracks):
+            segment = route.audio[track.start * SAMPLES_PER_FRAME : track.end * SAMPLES_PER_FRAME]
+            crops = track_crops(route.frames(), track, settings)
+            results.append(scorer.score(*route.track_media(crops, len(track.frames), segment, f"{index:05d}")))
     return VideoSync(
         offset=int(np.mean([r.offset for r in results])),
         min_dist=float(np.mean([r.min_dist for r in results])),
         confidence=float(np.mean([r.confidence for r in results])),
         tracks=tracks,
         results=results,
+        protocol=protocol,
     )
 
 

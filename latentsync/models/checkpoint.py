@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from latentsync.errors import CheckpointError
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 

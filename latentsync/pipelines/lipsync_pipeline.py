@@ -1,9 +1,9 @@
 """Video + audio in, lip-synced video out: LatentSync's inference as a diffusers pipeline.
 
 ``LipsyncPipeline.__call__`` is a list of calls into one stage each: audio features
-(``latentsync.whisper``), face tracking, alignment and restore (``utils.face_alignment``), masks
-(``utils.mask``), latents and denoising (here, with the arithmetic in ``pipelines.guidance``), and
-decode/encode/mux (``utils.media``).
+(``latentsync.whisper``), face tracking, alignment and restore (``face.alignment``), masks
+(``face.mask``), latents and denoising (here, with the arithmetic in ``pipelines.latents`` and
+``pipelines.guidance``), and decode/encode/mux (``latentsync.media``).
 
 Everything after face detection streams one clip of ``num_frames`` output frames at a time:
 read, align, encode, denoise, decode, restore, write. Peak memory therefore does not depend on
@@ -31,20 +31,25 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
 from latentsync.errors import NoFaceError
+from latentsync.face.alignment import AlignedFrame, FaceAligner, FaceStageOptions
+from latentsync.face.detection import FaceDetection, FaceDetector
+from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.media.audio import SAMPLE_RATE, load_audio
+from latentsync.media.mux import mux_audio
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import FAST_ENCODING, VideoWriter
 from latentsync.models.unet import UNet3DConditionModel
+from latentsync.paths import DEFAULT_MASK_PATH
 from latentsync.pipelines import guidance
 from latentsync.pipelines.deep_cache import DeepFeatureCache
 from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines.latents import (
+    frame_noise, mask_to_latent_size, paste_surroundings, shared_initial_noise, unet_input, vae_scale, vae_unscale,
+)
 from latentsync.pipelines.overlap import Backlog, Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
-from latentsync.utils.face_alignment import AlignedFrame, FaceAligner, FramePath
-from latentsync.utils.face_detector import FaceDetection, FaceDetector
-from latentsync.utils.mask import DEFAULT_MASK_PATH, load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX, check_output_path, owned_prefix, remove_stale
 from latentsync.utils.memory import limit_malloc_arenas
-from latentsync.utils.atomic import TEMP_PREFIX, WORK_PREFIX, owned_prefix, remove_stale
-from latentsync.utils.media import (
-    FAST_ENCODING, SAMPLE_RATE, VideoReader, VideoWriter, check_output_path, load_audio, mux_audio,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +124,8 @@ class LipsyncPipeline(DiffusionPipeline):
         self.num_frames = 16
         self.resolution = 256
         self.mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
-        self.video_encoding = FAST_ENCODING  # libx264 settings of the output (media.ARCHIVAL_ENCODING: slow, small)
-        self.frame_path = FramePath()  # how faces are tracked, warped and restored (fast paths by default)
+        self.video_encoding = FAST_ENCODING  # libx264 settings of the output (media.writer.ARCHIVAL_ENCODING: slow, small)
+        self.face_options = FaceStageOptions()  # how faces are tracked, warped and restored (fast paths by default)
 
     def set_defaults(
         self, *, num_frames: int, resolution: int, mask_image_path: str | os.PathLike = DEFAULT_MASK_PATH
@@ -163,13 +168,13 @@ class LipsyncPipeline(DiffusionPipeline):
         pixel_values = pixel_values.to(device=self.vae.device, dtype=self.vae.dtype)
         latents = self.vae.encode(pixel_values).latent_dist.sample(generator=generator)
         config = self.vae.config
-        latents = guidance.vae_scale(latents, config.scaling_factor, config.shift_factor or 0.0)
+        latents = vae_scale(latents, config.scaling_factor, config.shift_factor or 0.0)
         return _frames_to_video(latents).to(self.dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(1, C, f, h, w) scaled latents to (f, 3, 8h, 8w) pixels, roughly in [-1, 1]."""
         config = self.vae.config
-        latents = guidance.vae_unscale(latents, config.scaling_factor, config.shift_factor or 0.0)
+        latents = vae_unscale(latents, config.scaling_factor, config.shift_factor or 0.0)
         return self.vae.decode(_video_to_frames(latents).to(self.vae.dtype)).sample
 
     def prepare_conditioning(
@@ -185,7 +190,7 @@ class LipsyncPipeline(DiffusionPipeline):
         if resolution % self.vae_scale_factor:
             raise ValueError(f"resolution {resolution} is not a multiple of {self.vae_scale_factor}")
         latent_hw = (resolution // self.vae_scale_factor,) * 2
-        mask_latents = _frames_to_video(guidance.mask_to_latent_size(masks, latent_hw))
+        mask_latents = _frames_to_video(mask_to_latent_size(masks, latent_hw))
         # Same order as the reference, so draws from ``generator`` line up: masked face, then reference.
         masked_latents = self.encode_latents(masked_pixel_values, generator)
         reference_latents = self.encode_latents(pixel_values, generator)
@@ -227,7 +232,7 @@ class LipsyncPipeline(DiffusionPipeline):
         cache = DeepFeatureCache(self.unet, self.deep_cache_interval) if self.deep_cache_interval else None
         for t in self.scheduler.timesteps:
             x = self.scheduler.scale_model_input(guidance.double_for_guidance(latents, guidance_scale), t)
-            x = guidance.unet_input(
+            x = unet_input(
                 x, conditioning.mask, conditioning.masked_image_latents, conditioning.reference_latents
             )
             with cache.step() if cache is not None else contextlib.nullcontext():
@@ -263,16 +268,16 @@ class LipsyncPipeline(DiffusionPipeline):
         comes from the model, the rest is the input face.
         """
         conditioning = self.prepare_conditioning(faces, mask, guidance_scale, generator)
-        latents = guidance.frame_noise(noise, conditioning.pixel_values.shape[0]).to(self.dtype)
+        latents = frame_noise(noise, conditioning.pixel_values.shape[0]).to(self.dtype)
         latents = self.denoise(latents, conditioning, audio_embeds, guidance_scale, eta, generator)
         decoded = self.decode_latents(latents).float()
         pixel_values = conditioning.pixel_values.to(decoded.device)
-        return guidance.paste_surroundings(decoded, pixel_values, conditioning.masks.to(decoded.device))
+        return paste_surroundings(decoded, pixel_values, conditioning.masks.to(decoded.device))
 
     def initial_noise(self, resolution: int, generator: torch.Generator | None) -> torch.Tensor:
         """One frame of noise (1, C, 1, r/8, r/8), shared by every frame of the video."""
         side = resolution // self.vae_scale_factor
-        return guidance.shared_initial_noise(
+        return shared_initial_noise(
             1,
             self.vae.config.latent_channels,
             (side, side),
@@ -433,9 +438,9 @@ class LipsyncPipeline(DiffusionPipeline):
         # video without the face fails as soon as the pass ends.
         used = min(len(reader), total)
         counting = _CountingDetector(face_detector)
-        aligner = FaceAligner(resolution, counting, face_index, frame_path=self.frame_path)
+        aligner = FaceAligner(resolution, counting, face_index, options=self.face_options)
         # The detector sees shrunk frames, scaled while decoding; detections are in full-frame pixels.
-        shrunk = islice(reader.frames(self.frame_path.detect_max_side), used)
+        shrunk = islice(reader.frames(self.face_options.detect_max_side), used)
         counted = _counted(shrunk, used, "faces", None if overlap_stages else progress)
         tracked = (d for _, d in aligner.track(counted, frame_size=(reader.width, reader.height)))
         faces = _FacePass(Backlog(tracked, background=overlap_stages, name="faces"), counting, face_index,

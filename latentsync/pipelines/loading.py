@@ -17,11 +17,11 @@ from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler,
 from latentsync import paths
 from latentsync.config import load_config
 from latentsync.errors import CheckpointError, ConfigError
+from latentsync.face.alignment import FaceStageOptions
+from latentsync.face.detection import make_face_detector
 from latentsync.models.unet import UNet3DConditionModel
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.utils.device import pick_device, pick_dtype
-from latentsync.utils.face_alignment import FramePath
-from latentsync.utils.face_detector import make_face_detector
 from latentsync.whisper.audio2feature import Audio2Feature
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def load_pipeline(
     if deepcache_interval:
         pipeline.enable_deepcache(deepcache_interval)
     if device.type == "cuda":  # batched tensor warps beat OpenCV there; on a CPU OpenCV is faster
-        pipeline.frame_path = FramePath(warp_device=device)
+        pipeline.face_options = FaceStageOptions(warp_device=device)
     if face_detector is not None:
         pipeline.face_detector = make_face_detector(
             face_detector, model_dir=paths.AUXILIARY_DIR, device=str(device), show_native_logs=show_native_logs

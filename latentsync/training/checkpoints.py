@@ -29,7 +29,7 @@ from latentsync.config import to_container
 from latentsync.errors import CheckpointError
 from latentsync.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from latentsync.training.history import History
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 if TYPE_CHECKING:
     from latentsync.training.run import TrainingRun

@@ -25,7 +25,7 @@ from latentsync.training.launch import ERROR_DIR_ENV
 from latentsync.training.loop import LossFn, ValidateFn, train_loop
 from latentsync.training.resume import start_checkpoint
 from latentsync.training.run import TrainingRun
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 from latentsync.utils.device import DEVICE_CHOICES
 from latentsync.utils.logging import configure_logging
 

@@ -22,7 +22,7 @@ import tempfile
 from typing import Any, Mapping, Sequence
 
 from latentsync.errors import error_line
-from latentsync.utils.atomic import WORK_PREFIX, owned_prefix
+from latentsync.utils.files import WORK_PREFIX, owned_prefix
 
 ERROR_DIR_ENV = "LATENTSYNC_ERROR_DIR"  # where each worker leaves its error line (rank<R>.txt)
 

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from latentsync.training.checkpoints import save_best_checkpoint, save_training_state
 from latentsync.training.guard import all_ranks_finite
 from latentsync.training.run import TrainingRun
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 logger = get_logger(__name__)
 

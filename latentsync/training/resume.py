@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from latentsync.errors import CheckpointError, ConfigError, OutputError
 from latentsync.training.checkpoints import BEST_CHECKPOINT, checkpoint_steps, parse_step, resolve_resume_path
 from latentsync.training.config import Schema, flat_values
-from latentsync.utils.media import check_writable_folder
+from latentsync.utils.files import check_writable_folder
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from latentsync.models.perceptual import FETCH_HINT, load_lpips_vgg
 from latentsync.paths import config_base_dir
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_input import load_frozen_vae, syncnet_visual_input, vae_latent_scaling
-from latentsync.pipelines.guidance import mask_to_latent_size, one_step_sampling, unet_input, vae_scale, vae_unscale
+from latentsync.pipelines.latents import mask_to_latent_size, one_step_sampling, unet_input, vae_scale, vae_unscale
 from latentsync.trepa.loss import trepa_loss
 from latentsync.trepa.videomae import VideoMAEDimensions, VideoMAEv2, load_videomae, random_videomae
 from latentsync.training.diffusion import audio_dropout_draw, drop_audio, training_noise

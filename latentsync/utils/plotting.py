@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 Curve = tuple[Sequence[float], Sequence[float]]  # (steps, values)
 

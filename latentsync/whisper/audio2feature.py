@@ -26,12 +26,13 @@ import torch
 import whisper
 from whisper.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 
+from latentsync import paths
 from latentsync.errors import CheckpointError, MediaError
+from latentsync.media.audio import load_audio
 from latentsync.models.checkpoint import load_weights_file
-from latentsync.utils.atomic import atomic_output
 from latentsync.utils.content_cache import cache_key, sha256_file
 from latentsync.utils.device import pick_device
-from latentsync.utils.media import load_audio
+from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class Audio2Feature:
 
     def __init__(
         self,
-        model_path: str | os.PathLike = "checkpoints/whisper/tiny.pt",
+        model_path: str | os.PathLike = paths.DEFAULT_WHISPER,
         device: str | torch.device | None = None,
         num_frames: int = 16,
         audio_feat_length: Sequence[int] = (2, 2),

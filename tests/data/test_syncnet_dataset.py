@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from latentsync.audio.mel import last_valid_start_frame, mel_window
 from latentsync.data.syncnet_dataset import SyncNetDataset, draw_windows
 from latentsync.data.video_dataset import ShardedEpochSampler, gather_video_paths, read_video_paths
-from latentsync.models.syncnet_input import syncnet_visual_input
 from latentsync.errors import ConfigError, LatentSyncError
-from latentsync.utils.audio import last_valid_start_frame, mel_window
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
+from latentsync.models.syncnet_input import syncnet_visual_input
 from tests.data.synthetic_clips import make_clip
 from tools.write_fileslist import write_fileslist
 

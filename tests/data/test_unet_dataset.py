@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from latentsync.audio.mel import mel_window
 from latentsync.data.unet_dataset import UNetDataset, draw_clip_starts, last_start_with_features
 from latentsync.errors import ConfigError
-from latentsync.utils.audio import mel_window
-from latentsync.utils.mask import load_fixed_mask
-from latentsync.utils.media import VideoReader
+from latentsync.face.mask import load_fixed_mask
+from latentsync.media.reader import VideoReader
 from latentsync.whisper import audio2feature
 from latentsync.whisper.audio2feature import Audio2Feature
 from tests.data.synthetic_clips import make_clip

@@ -48,7 +48,9 @@ def _one_thread():
 
 def noisy_copy(src: Path, dst: Path, sigma: float, seed: int = 0) -> Path:
     """``src`` with Gaussian pixel noise (and its audio), written to ``dst``."""
-    from latentsync.utils.media import VideoReader, VideoWriter, mux_audio
+    from latentsync.media.mux import mux_audio
+    from latentsync.media.reader import VideoReader
+    from latentsync.media.writer import VideoWriter
 
     reader = VideoReader(src)
     rng = np.random.default_rng(seed)

@@ -49,8 +49,13 @@ def test_checkpoint_to_metrics_table(tiny_models, auxiliary, eval_list, tmp_path
     summary = report["summary"]
     assert summary["fvd"] > 0 and summary["fid"] > 0 and summary["fvd_protocol"] == "stylegan-v"
     assert summary["videos"] == 3 and summary["failed"] == 1
+    protocols = {"sync_protocol": "upstream", "fvd_protocol": "stylegan-v",
+                 "fvd_clip": "frames 20-35 at the video's own rate, MediaPipe face crops resized to 224 px",
+                 "hyperiqa_frames": "first, middle and last frame at the video's own rate, centre crop 224 px"}
+    assert {key: summary[key] for key in protocols} == protocols
     with open(out / "metrics.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == 3 and all({key: r[key] for key in protocols} == protocols for r in csv_rows)
     assert "| fvd |" in printed and "| lse_c |" in printed
 
     # A rerun scores the existing outputs without generating them again.

@@ -28,6 +28,7 @@ def test_fvd_fid_ssim_psnr_table(auxiliary, clips, fakes, tmp_path, capsys):
     report = json.loads((tmp_path / "fvd.json").read_text())
     summary = report["summary"]
     assert summary["fvd_protocol"] == "stylegan-v"
+    assert summary["fvd_clip"] == "frames 20-35 at the video's own rate, MediaPipe face crops resized to 224 px"
     assert summary["fvd"] > 0 and summary["fid"] > 0  # two real clips against their noisy copies
     rows = {row["video"].rsplit("/", 1)[-1]: row for row in report["rows"]}
     for name in ("clip1__speech.mp4", "clip2__speech.mp4"):
@@ -56,4 +57,5 @@ def test_hyper_iqa_rows(auxiliary, clips, tmp_path, capsys):
     rows = {row["video"].rsplit("/", 1)[-1]: row for row in report["rows"]}
     assert isinstance(rows["clip1.mp4"]["hyperiqa"], float) and rows["clip1.mp4"]["hyperiqa"] != rows["clip2.mp4"]["hyperiqa"]
     assert rows["corrupt.mp4"]["error"]
+    assert report["summary"]["hyperiqa_frames"].startswith("first, middle and last frame")
     assert report["summary"]["hyperiqa"] == pytest.approx((rows["clip1.mp4"]["hyperiqa"] + rows["clip2.mp4"]["hyperiqa"]) / 2)

@@ -24,9 +24,32 @@ def test_folder_table_with_a_failed_video_row(auxiliary, clips, tmp_path, capsys
         assert -15 <= row["offset"] <= 15 and row["lse_c"] >= 0 and row["lse_d"] > 0
     assert report["summary"]["videos"] == 3 and report["summary"]["failed"] == 1
     assert report["summary"]["lse_c"] == (rows["clip1.mp4"]["lse_c"] + rows["clip2.mp4"]["lse_c"]) / 2
+    assert report["summary"]["sync_protocol"] == "upstream"  # the default: numbers comparable with upstream's
     with open(tmp_path / "sync.csv", newline="") as f:
-        assert [r["video"].rsplit("/", 1)[-1] for r in csv.DictReader(f)] == ["clip1.mp4", "clip2.mp4", "corrupt.mp4"]
-    assert "| lse_c |" in printed and (tmp_path / "sync.md").read_text().strip() == printed.strip()
+        csv_rows = list(csv.DictReader(f))
+    assert [r["video"].rsplit("/", 1)[-1] for r in csv_rows] == ["clip1.mp4", "clip2.mp4", "corrupt.mp4"]
+    assert {r["sync_protocol"] for r in csv_rows} == {"upstream"}  # the CSV alone says it too
+    assert "| lse_c |" in printed and "| sync_protocol | upstream |" in printed
+    assert (tmp_path / "sync.md").read_text().strip() == printed.strip()
+
+
+def test_both_protocols_end_to_end(auxiliary, clips, tmp_path, capsys):
+    reports = {}
+    for protocol in ("clean", "upstream"):
+        out = tmp_path / protocol
+        code = eval_sync_conf.main(["--video_path", str(clips / "clip1.mp4"), "--sync_protocol", protocol,
+                                    "--output", str(out), *sync_model_flags(auxiliary), *SYNC_FLAGS])
+        assert code == 0
+        reports[protocol] = json.loads((tmp_path / f"{protocol}.json").read_text())
+        with open(tmp_path / f"{protocol}.csv", newline="") as f:
+            assert [r["sync_protocol"] for r in csv.DictReader(f)] == [protocol]
+    capsys.readouterr()
+    for protocol, report in reports.items():
+        (row,) = report["rows"]
+        assert report["summary"]["sync_protocol"] == protocol
+        assert row["error"] == "" and row["tracks"] == 2 and row["lse_d"] > 0
+    clean, upstream = reports["clean"]["rows"][0], reports["upstream"]["rows"][0]
+    assert clean["lse_c"] != upstream["lse_c"] and clean["lse_d"] != upstream["lse_d"]  # the lossy route shows
 
 
 def test_missing_model_file_is_one_error_line(clips, tmp_path, capsys):
@@ -45,6 +68,7 @@ def test_per_frame_curves_and_drawing(auxiliary, clips, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     # 2 tracks of 40 frames: 35 windows each (min(frames, samples // 640) - 5)
     assert [sum(r["track"] == t for r in rows) for t in ("0", "1")] == [35, 35]
+    assert {r["sync_protocol"] for r in rows} == {"upstream"}
     assert (out / "clip1.png").read_bytes()[:8] == PNG_MAGIC
     assert json.loads((out / "sync.json").read_text())["rows"][0]["png"] == str(out / "clip1.png")
     capsys.readouterr()

@@ -9,11 +9,12 @@ import torch
 from latentsync.errors import CheckpointError
 from latentsync.metrics.fid import INCEPTION_FILE, inception_features, load_inception
 from latentsync.metrics.frechet import FeatureStats, frechet_distance, stats_distance, trace_sqrt_product
-from latentsync.metrics.fvd import i3d_features, i3d_input, load_i3d
+from latentsync.metrics.evaluation import video_fvd_stats
+from latentsync.metrics.fvd import CLIP_FRAMES, CLIP_START, clip_description, i3d_features, i3d_input, load_i3d
 from latentsync.metrics.image_similarity import psnr, ssim
 from latentsync.metrics.model_files import require_model_file
 from tests.golden_weights import eval_golden
-from tests.metrics.eval_fixtures import write_inception, write_tiny_i3d
+from tests.metrics.eval_fixtures import coded_indices, write_index_coded_video, write_inception, write_tiny_i3d
 
 CPU = torch.device("cpu")
 
@@ -75,6 +76,32 @@ def test_protocol_ranges():
     assert i3d_input(clip, "latentsync").flatten().tolist()[:2] == [0.0, 1.0]
     with pytest.raises(ValueError, match="stylegan-v, latentsync"):
         i3d_input(clip, "tf")
+
+
+class RecordingI3D(torch.nn.Module):
+    """Keeps the clips it is fed; its features are zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x, rescale=False, resize=False, return_features=False):
+        self.inputs.append(x)
+        return torch.zeros(x.shape[0], 400)
+
+
+@pytest.mark.parametrize("count,expected", [(60, list(range(20, 36))), (30, list(range(14, 30)))])
+def test_fvd_feeds_the_videos_own_frames_20_to_35(tmp_path, count, expected):
+    # 30 fps: resampling to 25 fps first would feed frames 24, 25, 26, 27, 28, 30, ... instead.
+    video = write_index_coded_video(tmp_path / "coded_30fps.mp4", count, fps=30)
+    i3d, errors = RecordingI3D(), {}
+    video_fvd_stats([str(video)], i3d, "latentsync", None, errors, progress=False)
+    assert errors == {}
+    (x,) = i3d.inputs
+    assert x.shape == (1, 3, CLIP_FRAMES, 224, 224) and 0 <= x.min() and x.max() <= 1  # upstream's [0, 1] range
+    frames = (x[0].permute(1, 2, 3, 0) * 255).round().numpy()
+    assert coded_indices(frames) == expected  # a shorter video: its last 16 frames
+    assert clip_description(False).startswith(f"frames {CLIP_START}-{CLIP_START + CLIP_FRAMES - 1} at the video's own rate")
 
 
 @pytest.fixture(scope="module")

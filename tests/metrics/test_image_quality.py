@@ -6,7 +6,8 @@ import torch
 
 from latentsync.metrics import image_quality
 from latentsync.metrics.image_quality import center_crop_normalise, probe_frames, video_quality
-from latentsync.utils.media import VideoWriter
+from latentsync.media.writer import VideoWriter
+from tests.metrics.eval_fixtures import coded_indices, write_index_coded_video
 
 
 def _numbered_video(path, count=9, size=(240, 300)):
@@ -20,6 +21,12 @@ def test_first_middle_last_frames(tmp_path):
     frames = probe_frames(str(_numbered_video(tmp_path / "v.mp4")))
     assert frames.shape == (3, 240, 300, 3)
     assert [int(round(f.mean() / 20)) for f in frames] == [0, 4, 8]
+
+
+def test_first_middle_last_of_a_30_fps_video_are_its_own_frames(tmp_path):
+    # Upstream indexes decoded frames (decord): 0, len // 2, -1, whatever the frame rate.
+    frames = probe_frames(str(write_index_coded_video(tmp_path / "v.mp4", 45, fps=30)))
+    assert coded_indices(frames) == [0, 22, 44]
 
 
 def test_centre_crop_is_not_resized_and_is_normalised():

@@ -14,6 +14,9 @@ import torch
 from diffusers import DDIMScheduler
 
 from latentsync.pipelines import guidance
+from latentsync.pipelines.latents import (
+    mask_to_latent_size, one_step_sampling, paste_surroundings, shared_initial_noise, unet_input, vae_scale,
+)
 from tests.conftest import load_golden
 
 GOLDEN = "ddim_step.pt"
@@ -62,7 +65,7 @@ def test_shared_initial_noise(golden, scheduler):
     cfg = golden["config"]
     generator = torch.Generator("cpu").manual_seed(cfg["generator_seed"])
     latent_hw = (cfg["height"] // cfg["vae_scale_factor"], cfg["width"] // cfg["vae_scale_factor"])
-    noise = guidance.shared_initial_noise(
+    noise = shared_initial_noise(
         cfg["n_video_frames"], 4, latent_hw, dtype=torch.float32, device=torch.device("cpu"),
         generator=generator, init_noise_sigma=scheduler.init_noise_sigma,
     )
@@ -89,11 +92,11 @@ def test_denoising_loop(golden, scheduler):
         close(latents, window["initial_latents"], golden)
 
         audio = guidance.with_null_audio(inputs["audio_chunks"][start:stop], g)
-        mask = guidance.mask_to_latent_size(inputs["mask_pixels"].repeat(f, 1, 1, 1), latent_hw)
+        mask = mask_to_latent_size(inputs["mask_pixels"].repeat(f, 1, 1, 1), latent_hw)
         mask = guidance.double_for_guidance(mask.permute(1, 0, 2, 3).unsqueeze(0), g)
-        masked = guidance.vae_scale(inputs["masked_image_latents_raw"][start:stop], scale, cfg["vae_shift_factor"])
+        masked = vae_scale(inputs["masked_image_latents_raw"][start:stop], scale, cfg["vae_shift_factor"])
         masked = guidance.double_for_guidance(masked.permute(1, 0, 2, 3).unsqueeze(0), g)
-        ref = guidance.vae_scale(inputs["ref_latents_raw"][start:stop], scale, cfg["vae_shift_factor"])
+        ref = vae_scale(inputs["ref_latents_raw"][start:stop], scale, cfg["vae_shift_factor"])
         ref = guidance.double_for_guidance(ref.permute(1, 0, 2, 3).unsqueeze(0), g)
         close(mask, window["mask_latents"], golden)
         close(masked, window["masked_image_latents"], golden)
@@ -101,7 +104,7 @@ def test_denoising_loop(golden, scheduler):
 
         for step, t in enumerate(scheduler.timesteps):
             x = scheduler.scale_model_input(guidance.double_for_guidance(latents, g), t)
-            x = guidance.unet_input(x, mask, masked, ref)
+            x = unet_input(x, mask, masked, ref)
             if step == 0 and window["unet_input_step0"] is not None:
                 close(x, window["unet_input_step0"], golden)
             eps = guidance.split_and_guide(fake_unet(x, t, audio), g)
@@ -109,7 +112,7 @@ def test_denoising_loop(golden, scheduler):
             result = scheduler.step(eps, t, latents, eta=cfg["eta"])
             close(result.pred_original_sample, window["pred_original_sample"][step], golden)
             # Our one-step x0 must agree with the scheduler's own prediction inside the loop.
-            x0 = guidance.one_step_sampling(scheduler.alphas_cumprod, latents, eps, t.reshape(1))
+            x0 = one_step_sampling(scheduler.alphas_cumprod, latents, eps, t.reshape(1))
             close(x0, window["pred_original_sample"][step], golden)
             latents = result.prev_sample
             close(latents, window["latents_after_step"][step], golden)
@@ -121,13 +124,13 @@ def test_denoising_loop(golden, scheduler):
 def test_one_step_sampling_and_add_noise(golden, scheduler):
     osp = golden["inputs"]["one_step_sampling"]
     out = golden["outputs"]
-    x0 = guidance.one_step_sampling(scheduler.alphas_cumprod, osp["x_t"], osp["pred_noise"], osp["timesteps"])
+    x0 = one_step_sampling(scheduler.alphas_cumprod, osp["x_t"], osp["pred_noise"], osp["timesteps"])
     close(x0, out["one_step_sampling"], golden)
     close(scheduler.alphas_cumprod[osp["timesteps"]], out["alphas_cumprod_at_osp_timesteps"], golden)
     noisy = scheduler.add_noise(osp["x_0_for_add_noise"], osp["pred_noise"], osp["timesteps"])
     close(noisy, out["add_noise"], golden)
     # x0 recovered from the forward process is the clean sample again.
-    back = guidance.one_step_sampling(scheduler.alphas_cumprod, noisy, osp["pred_noise"], osp["timesteps"])
+    back = one_step_sampling(scheduler.alphas_cumprod, noisy, osp["pred_noise"], osp["timesteps"])
     torch.testing.assert_close(back, osp["x_0_for_add_noise"], atol=2e-3, rtol=1e-3)
 
 
@@ -144,7 +147,7 @@ def test_mask_downsampling_is_top_left_nearest():
     mask = torch.ones(1, 1, 16, 16)
     mask[0, 0, 8, 8] = 0.0  # top-left pixel of latent cell (1, 1)
     mask[0, 0, 1, 1] = 0.0  # inside cell (0, 0) but not its top-left: ignored
-    small = guidance.mask_to_latent_size(mask, (2, 2))
+    small = mask_to_latent_size(mask, (2, 2))
     assert small[0, 0].tolist() == [[1.0, 1.0], [1.0, 0.0]]
 
 
@@ -152,5 +155,5 @@ def test_paste_surroundings_keeps_unmasked_pixels():
     generated, original = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
     keep = torch.zeros(1, 1, 4, 4)
     keep[..., :2, :] = 1
-    out = guidance.paste_surroundings(generated, original, keep)
+    out = paste_surroundings(generated, original, keep)
     assert out[..., :2, :].eq(1).all() and out[..., 2:, :].eq(0).all()

@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.face.detection import make_face_detector
+from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import VideoWriter
 from latentsync.pipelines import lipsync_pipeline
+from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import load_pipeline, make_scheduler
-from latentsync.utils.face_detector import make_face_detector
-from latentsync.utils.mask import load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.utils.media import VideoReader, VideoWriter
 from tests.scripts.test_inference import media  # noqa: F401  (module fixture: a 3 s talking head + speech)
 from tests.tiny_models import TINY_RESOLUTION
 

@@ -13,9 +13,9 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from latentsync import paths
 from latentsync.errors import CheckpointError, ConfigError
+from latentsync.face.mediapipe_detector import MediapipeFaceDetector
 from latentsync.pipelines.loading import load_pipeline
 from latentsync.pipelines.progress import STAGES, TqdmProgress
-from latentsync.utils.face_detector import MediapipeFaceDetector
 from tests.tiny_models import TINY_RESOLUTION
 from tools.synthetic_media import write_talking_video, write_wav
 

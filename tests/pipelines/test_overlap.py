@@ -108,15 +108,26 @@ def test_drain_error_surfaces_in_the_main_thread_and_stops_the_worker():
     assert not _threads("t-drain-error")
 
 
-def test_drain_closed_while_full_does_not_hang():
-    release = threading.Event()
-    writing = Drain(lambda item: release.wait(5), 1, name="t-drain-close")
-    writing.submit(0)  # being consumed (blocked)
-    writing.submit(1)  # queued
-    start = time.monotonic()
+def test_drain_closed_while_full_waits_for_the_item_in_hand_and_drops_the_queued_one():
+    started, release, consumed = threading.Event(), threading.Event(), []
+
+    def consume(item):
+        started.set()
+        assert release.wait(timeout=60)
+        consumed.append(item)
+
+    writing = Drain(consume, 1, name="t-drain-close")
+    writing.submit(0)
+    assert started.wait(timeout=60)  # item 0 is being consumed (blocked) ...
+    writing.submit(1)  # ... and item 1 fills the queue
+    closer = threading.Thread(target=writing.close, name="t-drain-closer")
+    closer.start()
+    assert writing.stop.wait(timeout=60)  # close() asked the worker to stop ...
+    assert closer.is_alive() and consumed == []  # ... and waits for the item in hand
     release.set()
-    writing.close()
-    assert time.monotonic() - start < 2
+    closer.join(timeout=60)  # a hang fails here instead of blocking the test run
+    assert not closer.is_alive()
+    assert consumed == [0]  # the queued item was dropped, not consumed after close()
     assert not _threads("t-drain-close")
 
 

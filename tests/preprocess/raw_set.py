@@ -14,7 +14,11 @@ import tempfile
 import cv2
 import numpy as np
 
-from latentsync.utils.media import SAMPLE_RATE, VideoReader, VideoWriter, ffmpeg_exe, mux_audio
+from latentsync.media.audio import SAMPLE_RATE
+from latentsync.media.ffmpeg import ffmpeg_exe
+from latentsync.media.mux import mux_audio
+from latentsync.media.reader import VideoReader
+from latentsync.media.writer import VideoWriter
 from tools.synthetic_media import BACKGROUND_RGB, write_talking_video, write_wav
 
 SIZE = (256, 256)

@@ -17,7 +17,8 @@ import pytest
 
 from latentsync.data.syncnet_dataset import SyncNetDataset
 from latentsync.data.unet_dataset import UNetDataset
-from latentsync.utils.media import load_audio, probe_video
+from latentsync.media.audio import load_audio
+from latentsync.media.probe import probe_video
 from latentsync.whisper.audio2feature import Audio2Feature
 from preprocess import data_processing_pipeline as pipeline
 from tests.preprocess.conftest import FINAL, OPTIONS, finals, fingerprint, manifest

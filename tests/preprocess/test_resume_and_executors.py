@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from latentsync.utils.media import VideoReader
+from latentsync.media.reader import VideoReader
 from preprocess import data_processing_pipeline as pipeline
 from tests.conftest import REPO_ROOT
 from tests.preprocess.conftest import OPTIONS, finals, manifest

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import yaml
 
 from latentsync.models.stable_syncnet import StableSyncNet
-from latentsync.utils.media import SAMPLE_RATE
+from latentsync.media.audio import SAMPLE_RATE
 from preprocess import sync_av
 from preprocess.runner import Item
 from preprocess.settings import Settings

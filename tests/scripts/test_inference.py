@@ -22,7 +22,8 @@ import torch
 from scipy.io import wavfile
 
 from latentsync.errors import ConfigError
-from latentsync.utils.media import VideoReader, ffmpeg_exe
+from latentsync.media.ffmpeg import ffmpeg_exe
+from latentsync.media.reader import VideoReader
 from scripts import inference as inference_cli
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
@@ -159,6 +160,36 @@ def test_real_face_video(cli, media, tmp_path):
     for i in BLANK:
         assert diff[i].mean() < 2 and diff[i].max() < 16, i
     assert "3 without a face" in err
+
+
+def test_untouched_region_keeps_the_colours_of_a_bt709_hd_video(cli, media, tmp_path):
+    """A BT.709-tagged HD talking clip (encoded by ffmpeg, as upstream's demo videos are): away from
+    the face the output shows the input's colours in ffmpeg and in Chromium. Measured: mean |diff|
+    1.1 (ffmpeg) and 1.2 (Chromium), mean diff per channel -0.7 to -1.0 (ffmpeg's decoder rounds
+    down). Before (read as BT.601, written untagged): mean |diff| 4.5, R and G 6 levels darker."""
+    from tests.media.browser import chromium_frames
+    from tests.media.media_files import ffmpeg_rgb, write_with_ffmpeg
+
+    size = 720
+    plain = tmp_path / "plain.mp4"
+    write_talking_video(plain, media["speech"][SR // 2 : SR // 2 + SR], size=(size, size), motion="none",
+                        with_audio=False)
+    video = tmp_path / "bt709.mp4"
+    write_with_ffmpeg(video, list(VideoReader(plain)), "bt709")
+    out = tmp_path / "out.mp4"
+    code, err = cli(video, media["audio_1s"], out)
+    assert code == 0, err
+
+    x0, y0, x1, _ = FACE_CROP
+    scale = size / (x1 - x0)
+    yy, xx = np.mgrid[:size, :size]
+    far = np.hypot(xx - (MOUTH_CENTER[0] - x0) * scale, yy - (MOUTH_CENTER[1] - y0) * scale) > 0.45 * size
+    source, result = ffmpeg_rgb(video, (size, size)), ffmpeg_rgb(out, (size, size))
+    in_chromium = chromium_frames([video, out])
+    for decoder, before, after in (("ffmpeg", source[0], result[0]), ("chromium", *in_chromium)):
+        diff = after[far].astype(int) - before[far]
+        assert np.abs(diff).mean() < 1.6, (decoder, np.abs(diff).mean())
+        assert np.abs(diff.mean(axis=0)).max() < 1.2, (decoder, diff.mean(axis=0))
 
 
 # --------------------------------------------------------------------------- other inputs
@@ -337,7 +368,7 @@ def test_inference_sh_with_odd_paths(tiny_models, media, tmp_path):  # noqa: F81
 
 
 def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: F811
-    from latentsync.utils.media import ARCHIVAL_ENCODING, FAST_ENCODING
+    from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING
     from scripts.inference import load_models, parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
@@ -346,14 +377,14 @@ def test_archival_flag_picks_the_slow_encoding(tiny_models, tmp_path):  # noqa: 
     assert load_models(parse_args([*flags, "--archival"])).video_encoding == ARCHIVAL_ENCODING
 
 
-def test_detection_flags_set_the_frame_path(tiny_models, tmp_path):  # noqa: F811
-    from latentsync.utils.face_alignment import FramePath
+def test_detection_flags_set_the_face_options(tiny_models, tmp_path):  # noqa: F811
+    from latentsync.face.alignment import FaceStageOptions
     from scripts.inference import load_models, parse_args
 
     flags = [*model_args(tiny_models, tmp_path)]
-    assert load_models(parse_args(flags)).frame_path == FramePath(detect_every=5, detect_max_side=960)
-    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).frame_path
-    assert chosen == FramePath(detect_every=1, detect_max_side=None)
+    assert load_models(parse_args(flags)).face_options == FaceStageOptions(detect_every=5, detect_max_side=960)
+    chosen = load_models(parse_args([*flags, "--detect_every", "1", "--detect_max_side", "0"])).face_options
+    assert chosen == FaceStageOptions(detect_every=1, detect_max_side=None)
 
 
 @pytest.mark.parametrize("flag, value", [("--detect_every", "0"), ("--detect_max_side", "-1")])
@@ -367,11 +398,11 @@ def test_bad_detection_flags_fail_with_one_line(tiny_models, media, tmp_path, ca
 
 def test_cli_passes_the_scheduler_to_the_loader(monkeypatch):
     seen = {}
-    from latentsync.utils.face_alignment import FramePath
+    from latentsync.face.alignment import FaceStageOptions
 
     def fake_loader(*args, **kwargs):
         seen.update(kwargs)
-        return SimpleNamespace(frame_path=FramePath())  # what load_models sets its output options on
+        return SimpleNamespace(face_options=FaceStageOptions())  # what load_models sets its output options on
 
     monkeypatch.setattr(inference_cli, "load_pipeline", fake_loader)
     inference_cli.load_models(inference_cli.parse_args(["--scheduler", "dpm++", "--inference_steps", "10"]))

@@ -256,7 +256,7 @@ def _fake_sync_confidence_modules(monkeypatch, scored: list) -> None:
 
 
 def test_validation_renders_the_pair_through_the_inference_pipeline_and_scores_it(tiny_setup, tmp_path, monkeypatch):  # noqa: F811
-    from latentsync.utils.media import VideoReader
+    from latentsync.media.reader import VideoReader
     from tests.data.synthetic_clips import make_clip
 
     scored = []

@@ -350,7 +350,7 @@ def test_launcher_runs_from_another_folder_and_reports_a_killed_process(tiny_set
     shutil.copy(PROJECT_ROOT / STAGE1, elsewhere / "stage1.yaml")
     env = _bare_env(tmp_path, CONFIG_PATH="stage1.yaml")  # relative to the user's folder
     args = [*unet_args(tiny_setup, Path("out"), "run.max_train_steps=1")[2:], "data.mask_image_path=" +
-            str(PROJECT_ROOT / "latentsync" / "utils" / "mask.png")]  # [2:]: no --config_path
+            str(PROJECT_ROOT / "latentsync" / "face" / "mask.png")]  # [2:]: no --config_path
     code, lines, err = _launch("train_unet.sh", elsewhere, {**env, KILL_AT_STEP_ENV: "1"}, *args)
     _assert_one_error_last(code, lines, err, "training process 0 was killed by SIGKILL")
     assert not (elsewhere / "out" / "checkpoints").exists() or not list((elsewhere / "out" / "checkpoints").iterdir())

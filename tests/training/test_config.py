@@ -121,7 +121,7 @@ def test_relative_paths_follow_where_they_were_written(config_file, tmp_path, mo
     assert override.ckpt.resume_ckpt_path == os.path.expanduser("~/x.pt")
     inside = load_training_config(str(PROJECT_ROOT / "configs" / "unet" / "stage1.yaml"), {
         "data.mask_image_path": Key("path")}, allow_unknown=True)
-    assert inside.data.mask_image_path == str(PROJECT_ROOT / "latentsync" / "utils" / "mask.png")  # project configs
+    assert inside.data.mask_image_path == str(PROJECT_ROOT / "latentsync" / "face" / "mask.png")  # project configs
 
 
 def test_environment_interpolation_is_resolved(tmp_path, monkeypatch):

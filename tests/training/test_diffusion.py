@@ -6,7 +6,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from latentsync.pipelines.guidance import one_step_sampling, with_null_audio
+from latentsync.pipelines.guidance import with_null_audio
+from latentsync.pipelines.latents import one_step_sampling
 from latentsync.training.diffusion import audio_dropout_draw, drop_audio, mixed_noise_stds, training_noise
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentsync.errors import ConfigError
-from latentsync.utils.audio import (
+from latentsync.audio.mel import (
     last_valid_start_frame,
     load_audio_config,
     mel_window,
@@ -15,6 +14,7 @@ from latentsync.utils.audio import (
     melspectrogram,
     preemphasis,
 )
+from latentsync.errors import ConfigError
 from tests.conftest import load_golden
 
 

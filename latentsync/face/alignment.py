@@ -1,10 +1,10 @@
 """Face alignment stage: track one person, crop their face to ``resolution``², paste edits back.
 
-Used by inference (:mod:`latentsync.pipelines.lipsync_pipeline`) and by the preprocessing affine
-step (``preprocess/``). The parts are separate so each can change alone:
+Used by inference (:mod:`latentsync.pipelines.lipsync_pipeline`) and by the preprocessing alignment
+step (``preprocess/align_faces.py``). The parts are separate so each can change alone:
 
-* detection + tracking: ``utils.face_detector`` (:class:`FaceTracker` over a :class:`FaceDetector`);
-* warp + restore numerics: ``utils.affine_transform`` (:class:`AlignRestore`, golden-tested);
+* detection: ``face.detection`` (:class:`FaceDetector` back-ends); tracking: ``face.tracking`` (:class:`FaceTracker`);
+* warp + restore numerics: ``face.warp`` (:class:`AlignRestore`, golden-tested) and ``face.warp_torch`` (on a device);
 * this module: the per-video sequence (track -> align -> resize; resize -> restore), streamed.
 
 Frames go in as an iterable and come out one :class:`AlignedFrame` at a time, so memory does not
@@ -26,24 +26,27 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from latentsync.utils.affine_transform import AlignRestore, restore_batch, warp_batch
-from latentsync.utils.face_detector import FaceDetection, FaceDetector, FaceTracker
+from latentsync.face.detection import FaceDetection, FaceDetector, FrameBatch
+from latentsync.face.tracking import FaceTracker
+from latentsync.face.warp import AlignRestore
+from latentsync.face.warp_torch import restore_batch, warp_batch
 
-__all__ = ["AlignedFrame", "FaceAligner", "FramePath", "REFERENCE_FRAME_PATH", "identity_breaks"]
+__all__ = ["AlignedFrame", "FaceAligner", "FaceStageOptions", "REFERENCE_FACE_STAGE_OPTIONS"]
 
-DETECT_BATCH = 64  # frames handed to the detector at once (its tracking mode works within a batch)
+DETECT_BATCH = 64  # frames handed to the detector at once (its tracking carries over: FrameBatch)
 # The detector sees every DETECT_EVERY-th frame, shrunk to at most DETECT_MAX_SIDE pixels; frames in
 # between get the detections interpolated. On a moving 1080x1920 face that is as close to the true
 # motion as detecting every full frame (MediaPipe jitters by a few pixels from frame to frame),
-# at a fifth of the cost (tests/utils/test_face_alignment.py, benchmarks/RESULTS.md).
+# at a fifth of the cost (tests/face/test_alignment.py, benchmarks/RESULTS.md).
 DETECT_EVERY = 5
 DETECT_MAX_SIDE = 960
 
 
 @dataclass(frozen=True)
-class FramePath:
-    """How the per-frame work is done. The defaults are the fast paths; :data:`REFERENCE_FRAME_PATH`
-    is the plain one they are tested against (benchmarks/RESULTS.md compares the two).
+class FaceStageOptions:
+    """Settings of the face stage: how faces are tracked, warped and restored frame by frame. The
+    defaults are the fast paths; :data:`REFERENCE_FACE_STAGE_OPTIONS` is the plain one they are tested
+    against (benchmarks/RESULTS.md compares the two).
 
     ``detect_every``/``detect_max_side``: see :meth:`FaceAligner.track` (1/None: every full frame).
     ``face_box``: crop and restore on the face's box of the frame rather than the whole frame.
@@ -57,7 +60,7 @@ class FramePath:
     warp_device: str | torch.device | None = None
 
 
-REFERENCE_FRAME_PATH = FramePath(detect_every=1, detect_max_side=None, face_box=False)
+REFERENCE_FACE_STAGE_OPTIONS = FaceStageOptions(detect_every=1, detect_max_side=None, face_box=False)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class FaceAligner:
     ``detector`` may be None when detections come from elsewhere (``align_frames(frames, detections)``).
     ``face_index`` picks the person as :class:`FaceTracker` does (None: the largest face).
     ``smooth`` steadies the crop over frames (upstream's inference and preprocessing both do).
-    ``frame_path`` picks the fast or the reference way of tracking, warping and restoring (:class:`FramePath`).
+    ``options`` picks the fast or the reference way of tracking, warping and restoring (:class:`FaceStageOptions`).
     """
 
     def __init__(
@@ -91,16 +94,16 @@ class FaceAligner:
         face_index: int | None = None,
         batch_size: int = DETECT_BATCH,
         smooth: bool = True,
-        frame_path: FramePath = FramePath(),
+        options: FaceStageOptions = FaceStageOptions(),
     ) -> None:
-        if frame_path.detect_every < 1 or (frame_path.detect_max_side or 1) < 1:
-            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {frame_path}")
+        if options.detect_every < 1 or (options.detect_max_side or 1) < 1:
+            raise ValueError(f"detect_every and detect_max_side must be >= 1, got {options}")
         self.resolution = resolution
         self.smooth = smooth
         self.detector = detector
         self.batch_size = batch_size
-        self.frame_path = frame_path
-        self.warp_device = None if frame_path.warp_device is None else torch.device(frame_path.warp_device)
+        self.options = options
+        self.warp_device = None if options.warp_device is None else torch.device(options.warp_device)
         self.tracker = FaceTracker(face_index=face_index)
         self.restorer = AlignRestore(resolution)
 
@@ -117,61 +120,86 @@ class FaceAligner:
         """(frame, the tracked person's detection or None) for consecutive RGB frames, streamed
         batch by batch through the detector.
 
-        The detector sees every ``detect_every``-th frame of a batch (and its last), shrunk to at most
-        ``detect_max_side`` pixels. Between two such frames where the person was found the box and
-        landmarks are interpolated linearly; between two without them, nothing is found; where the
-        person appears or is lost in between, every frame is detected. ``frame_size``
-        (width, height) is the size the detections refer to when ``frames`` are already shrunk
-        copies (e.g. :meth:`VideoReader.frames` with ``max_side``); None: the frames' own size.
+        The detector sees every ``detect_every``-th frame of the video (and its last), shrunk to at
+        most ``detect_max_side`` pixels, as one sequence (:class:`FrameBatch`): key frames and
+        tracking state run on across batches, so batch boundaries leave no trace in the crops.
+        Between two key frames where the person was found the box and landmarks are interpolated
+        linearly; between two without them, nothing is found; where the person appears or is lost in
+        between, every frame is detected. ``frame_size`` (width, height) is the size the detections
+        refer to when ``frames`` are already shrunk copies (e.g. :meth:`VideoReader.frames` with
+        ``max_side``); None: the frames' own size.
         """
         if self.detector is None:
             raise ValueError("FaceAligner has no detector: pass detector= or give align_frames the detections")
         frames = iter(frames)
+        run = object()  # this pass over the video
+        every = self.options.detect_every
+        last: FaceDetection | None = None  # the person at the latest key frame
+        gap: list[np.ndarray] = []  # frames after the latest key frame, waiting for the next one
+        start = 0  # index in the video of the batch's first frame
         while batch := list(islice(frames, self.batch_size)):
-            yield from zip(batch, self._track_batch(batch, frame_size))
+            keys = [k for k in range(len(batch)) if (start + k) % every == 0]
+            found = dict(zip(keys, self._detect([batch[k] for k in keys], frame_size, run)))
+            for k, frame in enumerate(batch):
+                if k not in found:
+                    gap.append(frame)
+                    continue
+                tracked = self._close_gap(gap, last, frame, found[k], frame_size)
+                yield from tracked
+                last, gap = tracked[-1][1], []
+            start += len(batch)
+        if gap:  # the video's last frame is a key frame too
+            final = gap.pop()
+            faces = self._detect([final], frame_size, run)[0]
+            yield from self._close_gap(gap, last, final, faces, frame_size)
 
-    def _detect(self, frames: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[list[FaceDetection]]:
-        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels."""
+    def _detect(
+        self, frames: list[np.ndarray], frame_size: tuple[int, int] | None, run: object | None = None
+    ) -> list[list[FaceDetection]]:
+        """The detector's faces in consecutive ``frames``, shrunk for it, in ``frame_size`` pixels;
+        with ``run``, the frames continue that run's earlier ones (:class:`FrameBatch`)."""
         shrunk, scales = [], []
         for frame in frames:
             height, width = frame.shape[:2]
             factor = 1.0
-            if self.frame_path.detect_max_side is not None and max(width, height) > self.frame_path.detect_max_side:
-                factor = self.frame_path.detect_max_side / max(width, height)
+            if self.options.detect_max_side is not None and max(width, height) > self.options.detect_max_side:
+                factor = self.options.detect_max_side / max(width, height)
                 frame = cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
             full_w, full_h = frame_size if frame_size is not None else (width, height)
             shrunk.append(frame)
             scales.append(np.array([full_w / frame.shape[1], full_h / frame.shape[0]]))
+        found = self.detector.detect_batch(shrunk if run is None else FrameBatch(shrunk, run))
         return [
             [_scaled(face, scale) for face in faces] if not np.allclose(scale, 1) else faces
-            for faces, scale in zip(self.detector.detect_batch(shrunk), scales)
+            for faces, scale in zip(found, scales)
         ]
 
-    def _track_batch(self, batch: list[np.ndarray], frame_size: tuple[int, int] | None) -> list[FaceDetection | None]:
-        keys = sorted({*range(0, len(batch), self.frame_path.detect_every), len(batch) - 1})
-        chosen: list[FaceDetection | None] = [None] * len(batch)
-        previous = None
-        for key, faces in zip(keys, self._detect([batch[k] for k in keys], frame_size)):
-            trial = copy.copy(self.tracker)
-            picked = trial.update(faces)
-            gap = range(previous + 1, key) if previous is not None else range(0)
-            if not gap or (picked is not None and chosen[previous] is not None):
-                # The tracker followed the person from the last key frame to this one: interpolate.
-                for i in gap:
-                    chosen[i] = _interpolate(chosen[previous], picked, (i - previous) / (key - previous))
-                self.tracker, chosen[key] = trial, picked
-            elif picked is None and chosen[previous] is None:
-                # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
-                for i in gap:
-                    chosen[i] = self.tracker.update([])
-                chosen[key] = self.tracker.update(faces)
-            else:
-                # The person appears, leaves or is lost in between: detect every frame of the gap.
-                for i, gap_faces in zip(gap, self._detect([batch[i] for i in gap], frame_size)):
-                    chosen[i] = self.tracker.update(gap_faces)
-                chosen[key] = self.tracker.update(faces)
-            previous = key
-        return chosen
+    def _close_gap(
+        self,
+        gap: list[np.ndarray],
+        last: FaceDetection | None,
+        key: np.ndarray,
+        faces: list[FaceDetection],
+        frame_size: tuple[int, int] | None,
+    ) -> list[tuple[np.ndarray, FaceDetection | None]]:
+        """(frame, person) for the ``gap`` frames after the key frame where the person was ``last`` and
+        for the next ``key`` frame, whose detections are ``faces``."""
+        trial = copy.copy(self.tracker)
+        picked = trial.update(faces)
+        if not gap or (picked is not None and last is not None):
+            # The tracker followed the person from the last key frame to this one: interpolate.
+            tracked = [(frame, _interpolate(last, picked, i / (len(gap) + 1))) for i, frame in enumerate(gap, 1)]
+            self.tracker = trial
+        elif picked is None and last is None:
+            # Nobody at either end: take the gap as empty too (a face seen only in between is missed).
+            tracked = [(frame, self.tracker.update([])) for frame in gap]
+            picked = self.tracker.update(faces)
+        else:
+            # The person appears, leaves or is lost in between: detect every frame of the gap (as a
+            # sequence of its own; the key frames' sequence runs on).
+            tracked = [(frame, self.tracker.update(found)) for frame, found in zip(gap, self._detect(gap, frame_size))]
+            picked = self.tracker.update(faces)
+        return [*tracked, (key, picked)]
 
     # ------------------------------------------------------------------ alignment
 
@@ -189,7 +217,7 @@ class FaceAligner:
             frames = torch.from_numpy(frame).to(self.warp_device)[None]
             crop = warp_batch(frames, torch.from_numpy(matrix)[None], self.restorer.face_size)[0].cpu().numpy()
         else:
-            crop = self.restorer.warp(frame, matrix, full_frame=not self.frame_path.face_box)
+            crop = self.restorer.warp(frame, matrix, full_frame=not self.options.face_box)
         return cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def align_frames(
@@ -223,7 +251,7 @@ class FaceAligner:
             matrices = torch.from_numpy(np.stack([clip[i].matrix for i in found])).to(device)
             pasted = restore_batch(frames, crops, matrices).cpu().numpy()
         else:
-            full = not self.frame_path.face_box
+            full = not self.options.face_box
             pasted = [self.restorer.restore_img(clip[i].frame, c, clip[i].matrix, full) for i, c in zip(found, crops)]
         for i, frame in zip(found, pasted):
             restored[i] = frame
@@ -241,22 +269,3 @@ def _interpolate(a: FaceDetection, b: FaceDetection, t: float) -> FaceDetection:
     """The face a fraction ``t`` of the way from detection ``a`` to ``b`` (no detector score: NaN)."""
     box = tuple(float((1 - t) * p + t * q) for p, q in zip(a.box, b.box))
     return FaceDetection(box, (1 - t) * a.landmarks + t * b.landmarks, math.nan)
-
-
-def identity_breaks(detections: Iterable[FaceDetection | None], max_shift: float = 1.0, max_scale: float = 2.0) -> int:
-    """How many times the tracked face jumps between consecutive sightings (gaps skipped): its centre
-    moves more than ``max_shift`` face sizes or its area changes by more than ``max_scale`` times.
-
-    A jump means the tracker most likely switched to someone else (or the shot changed).
-    """
-    breaks, last = 0, None
-    for detection in detections:
-        if detection is None:
-            continue
-        if last is not None:
-            size = math.sqrt(max(last.area, 1.0))
-            ratio = max(detection.area, 1.0) / max(last.area, 1.0)
-            if math.dist(last.center, detection.center) / size > max_shift or not 1 / max_scale <= ratio <= max_scale:
-                breaks += 1
-        last = detection
-    return breaks

@@ -2,7 +2,8 @@
 
 The crop is a similarity transform (rotation, uniform scale, translation) of the frame. The
 numerics follow LatentSync's ``AlignRestore`` in float32 (the golden vectors in
-``tests/fixtures/golden/affine.pt``), computed with OpenCV on the CPU:
+``tests/fixtures/golden/affine.pt``), computed with OpenCV on the CPU (the same as batched tensor
+operations on a device: :mod:`latentsync.face.warp_torch`):
 
 * warps are bilinear with a constant border of 127, and float results are *truncated* to uint8;
 * pasting back feathers the edge of the warped crop with an eroded, Gaussian-blurred mask;
@@ -20,16 +21,15 @@ import math
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["AlignRestore", "restore_batch", "similarity_from_points", "warp_batch"]
+__all__ = ["BORDER_FILL", "AlignRestore", "similarity_from_points"]
 
 # Template for resolution 256 before scaling by ``_template_scale``: image-left eyebrow centre,
 # image-right eyebrow centre, nose centre, in (x, y) pixels.
 _TEMPLATE_POINTS = np.array([[17.0, 20.0], [58.0, 20.0], [37.5, 40.0]])
 # Crop size (width, height) at resolution 256 before scaling.
 _CROP_WH = (75, 100)
-_FILL = 127.0
+BORDER_FILL = 127.0  # grey of pixels a warp reads from outside its source
 # Weight of the previous frame's nose offset when smoothing.
 _SMOOTH_PREVIOUS = 0.2
 _NOSE = 2
@@ -183,14 +183,14 @@ class AlignRestore:
         matrix = _as_matrix(matrix)
         x0, y0, x1, y1 = (0, 0, image.shape[1], image.shape[0]) if full_frame else _source_box(matrix, self.face_size, image.shape)
         if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the frame
-            return np.full((self.face_size[1], self.face_size[0], 3), int(_FILL), np.uint8)
+            return np.full((self.face_size[1], self.face_size[0], 3), int(BORDER_FILL), np.uint8)
         face = cv2.warpAffine(
             image[y0:y1, x0:x1].astype(np.float32),
             _shift_source(matrix, x0, y0),
             self.face_size,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(_FILL, _FILL, _FILL),
+            borderValue=(BORDER_FILL, BORDER_FILL, BORDER_FILL),
         )
         return _to_uint8(face)
 
@@ -235,7 +235,7 @@ class AlignRestore:
             (width, height),
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(_FILL, _FILL, _FILL),
+            borderValue=(BORDER_FILL, BORDER_FILL, BORDER_FILL),
         )
         # In place, in the reference's order of float32 operations:
         # soft * (clip(warped / 2 + 0.5, 0, 1) * 255 * hard) + (1 - soft) * image.
@@ -314,91 +314,3 @@ def _shift_target(inverse: np.ndarray, x0: int, y0: int) -> np.ndarray:
     shifted = inverse.copy()
     shifted[:, 2] -= np.array([x0, y0], dtype=np.float32)
     return shifted
-
-
-# ---------------------------------------------------------------------------------------- on a device
-# The same warp and restore as batched tensor operations (``grid_sample``), for a GPU: bilinear
-# sampling at pixel centres (align_corners=True), a constant border, float32 throughout, results
-# truncated to uint8. OpenCV rounds sampling positions to 1/32 pixel, these do not (upstream's
-# kornia warp does not either), so the two paths differ by at most a grey level here and there.
-
-
-def _pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(height * width, 3) homogeneous (x, y, 1) pixel coordinates, row-major, float64."""
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float64, device=device),
-        torch.arange(width, dtype=torch.float64, device=device),
-        indexing="ij",
-    )
-    return torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()], dim=1)
-
-
-def _sample(images: torch.Tensor, matrices: torch.Tensor, size: tuple[int, int], fill: float) -> torch.Tensor:
-    """Bilinear samples (B, C, h, w) of ``images`` (B, C, H, W) float32 at ``matrices`` (B, 2, 3) applied to
-    the output's (x, y) pixel coordinates; positions outside the images read ``fill``."""
-    width, height = size
-    in_h, in_w = images.shape[-2:]
-    points = _pixel_grid(height, width, images.device) @ matrices.to(torch.float64).transpose(1, 2)  # (B, h*w, 2)
-    scale = torch.tensor([2 / max(in_w - 1, 1), 2 / max(in_h - 1, 1)], dtype=torch.float64, device=images.device)
-    grid = (points * scale - 1).to(torch.float32).view(-1, height, width, 2)
-    sampled = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return sampled + fill
-
-
-def _invert(matrices: torch.Tensor) -> torch.Tensor:
-    """Inverses of (B, 2, 3) affine matrices, in float64."""
-    square = torch.zeros(matrices.shape[0], 3, 3, dtype=torch.float64, device=matrices.device)
-    square[:, :2] = matrices.to(torch.float64)
-    square[:, 2, 2] = 1
-    return torch.linalg.inv(square)[:, :2]
-
-
-def warp_batch(frames: torch.Tensor, matrices: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
-    """Crops (B, h, w, 3) uint8 of ``frames`` (B, H, W, 3) uint8 through frame-to-crop ``matrices`` (B, 2, 3),
-    on the frames' device; ``crop_size`` = (w, h). Matches :meth:`AlignRestore.warp`."""
-    images = frames.permute(0, 3, 1, 2).to(torch.float32)
-    crops = _sample(images, _invert(matrices), crop_size, _FILL)
-    return crops.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def _erode(mask: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Minimum over a (before + after + 1)² window from ``before`` pixels up/left to ``after`` down/right of
-    each pixel of ``mask`` (N, 1, H, W); pixels outside are ignored (OpenCV's erode border)."""
-    size = before + after + 1
-    rows = F.max_pool2d(F.pad(-mask, (before, after, 0, 0), value=-math.inf), (1, size), stride=1)
-    return -F.max_pool2d(F.pad(rows, (0, 0, before, after), value=-math.inf), (size, 1), stride=1)
-
-
-def _gaussian_blur(mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    """OpenCV's separable GaussianBlur of ``mask`` (1, 1, H, W) with BORDER_REFLECT_101."""
-    kernel = torch.from_numpy(cv2.getGaussianKernel(size, sigma, cv2.CV_32F)).to(mask.device).flatten()
-    half = size // 2
-    rows = F.conv2d(F.pad(mask, (half, half, 0, 0), mode="reflect"), kernel.view(1, 1, 1, size))
-    return F.conv2d(F.pad(rows, (0, 0, half, half), mode="reflect"), kernel.view(1, 1, size, 1))
-
-
-def restore_batch(frames: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Paste ``faces`` (B, 3, h, w) in [-1, 1] into ``frames`` (B, H, W, 3) uint8 through the inverses of the
-    frame-to-crop ``matrices`` (B, 2, 3), feathered, on the frames' device. Matches :meth:`AlignRestore.restore_img`."""
-    height, width = frames.shape[1:3]
-    crop_h, crop_w = faces.shape[-2:]
-    faces = faces.to(device=frames.device, dtype=torch.float32)
-    # Sampling the crop at M·p for every frame pixel p is the warp by the inverse of M.
-    matrices = _invert(_invert(matrices))
-    warped = _sample(faces, matrices, (width, height), _FILL)
-    warped = (warped / 2 + 0.5).clamp_(0, 1) * 255
-    ones = torch.ones(len(faces), 1, crop_h, crop_w, device=frames.device)
-    coverage = _sample(ones, matrices, (width, height), 0.0)
-    hard = _erode(coverage, 1, 0)
-    soft = torch.empty_like(hard)
-    for i in range(len(hard)):  # the feather's width depends on each face's area
-        edge = int(math.sqrt(float(hard[i].sum(dtype=torch.float32)))) // 20
-        if edge == 0:
-            soft[i] = hard[i]
-            continue
-        size = 2 * edge + 1
-        sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8
-        soft[i] = _gaussian_blur(_erode(hard[i : i + 1], edge, edge - 1), size, sigma)[0]
-    images = frames.permute(0, 3, 1, 2).to(torch.float32)
-    blended = soft * (warped * hard) + (1 - soft) * images
-    return blended.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

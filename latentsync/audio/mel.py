@@ -18,12 +18,12 @@ from scipy import signal
 
 from latentsync.config import load_config
 from latentsync.errors import ConfigError
+from latentsync.paths import AUDIO_CONFIG
 
-DEFAULT_AUDIO_CONFIG = "configs/audio.yaml"
 MEL_FPS = 80.0  # mel columns per second for the default config (16000 Hz / hop 200)
 
 
-def load_audio_config(path: str | os.PathLike = DEFAULT_AUDIO_CONFIG) -> DictConfig:
+def load_audio_config(path: str | os.PathLike = AUDIO_CONFIG) -> DictConfig:
     """The read-only ``audio`` section of an audio config file."""
     return load_config(path, required=("audio.num_mels", "audio.n_fft", "audio.sample_rate")).audio
 

@@ -23,7 +23,6 @@ from latentsync.errors import MediaError
 from latentsync.paths import DEFAULT_MASK_PATH
 
 __all__ = [
-    "DEFAULT_MASK_PATH",
     "load_fixed_mask",
     "prepare_masks_and_masked_images",
     "process_images",

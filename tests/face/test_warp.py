@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync.utils.affine_transform import (
-    AlignRestore, _feather_mask, _paste_box, restore_batch, similarity_from_points, warp_batch,
-)
+from latentsync.face.warp import AlignRestore, _feather_mask, _paste_box, similarity_from_points
 from tests.conftest import load_golden
 
 IMAGE_MAX, IMAGE_MEAN, MATRIX_ATOL, BIAS_ATOL = 1, 0.05, 5e-4, 1e-5
@@ -188,31 +186,3 @@ def test_face_box_paths_equal_whole_frame(golden, shift, angle):
     assert (x1 - x0) * (y1 - y0) < 0.6 * frame.shape[0] * frame.shape[1]  # ...on a box, not the whole frame
     assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
     assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
-
-
-@SCENES
-def test_batched_tensor_warps_match_opencv(golden, shift, angle):
-    """The grid_sample path (for GPUs; run on the CPU here) gives OpenCV's pixels within the golden tolerance."""
-    restorer, frame, matrix, face = _scene(golden, shift, angle)
-    other = np.ascontiguousarray(frame[::-1])  # a second, different frame in the batch
-    frames = torch.from_numpy(np.stack([frame, other]))
-    matrices = torch.from_numpy(np.stack([matrix, matrix]))
-    crops = warp_batch(frames, matrices, restorer.face_size).numpy()
-    assert crops.shape == (2, 280, 210, 3) and crops.dtype == np.uint8
-    assert_pixels_close(crops[0], restorer.warp(frame, matrix))
-    assert_pixels_close(crops[1], restorer.warp(other, matrix))
-
-    restored = restore_batch(frames, torch.stack([face, -face]), matrices).numpy()
-    assert_pixels_close(restored[0], restorer.restore_img(frame, face, matrix))
-    assert_pixels_close(restored[1], restorer.restore_img(other, -face, matrix))
-
-
-def test_batched_tensor_warps_match_golden(golden):
-    image, landmarks = golden["inputs"]["image"].numpy(), golden["inputs"]["landmarks"].numpy()
-    out = golden["outputs"]
-    restorer = AlignRestore(resolution=256)
-    matrix = restorer.estimate_matrix(landmarks, smooth=False)
-    face = warp_batch(torch.from_numpy(image)[None], torch.from_numpy(matrix)[None], restorer.face_size)[0].numpy()
-    assert_image_close(face, out["face_256"])
-    restored = restore_batch(torch.from_numpy(image)[None], face_tensor(face, True)[None], torch.from_numpy(matrix)[None])
-    assert_image_close(restored[0].numpy(), out["restored_modified_face_256"])

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from latentsync.utils.atomic import atomic_output
+from latentsync.utils.files import atomic_output
 
 
 def test_success_replaces_target_and_leaves_no_temp(tmp_path):

@@ -8,13 +8,8 @@ import pytest
 import torch
 
 from latentsync.errors import MediaError
-from latentsync.utils.mask import (
-    DEFAULT_MASK_PATH,
-    load_fixed_mask,
-    prepare_masks_and_masked_images,
-    process_images,
-    resize_frames,
-)
+from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images, process_images, resize_frames
+from latentsync.paths import DEFAULT_MASK_PATH
 from tests.conftest import GOLDEN_DIR, load_golden
 
 ATOL = 1e-6
