@@ -13,10 +13,11 @@ torchrun's own messages.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Callable, Mapping, Sequence
+
+from omegaconf import DictConfig
 
 from latentsync.errors import ConfigError, LatentSyncError, error_line
 from latentsync.paths import shown_path
@@ -28,8 +29,6 @@ from latentsync.training.run import TrainingRun
 from latentsync.utils.files import atomic_output
 from latentsync.utils.device import DEVICE_CHOICES
 from latentsync.utils.logging import configure_logging
-
-logger = logging.getLogger(__name__)
 
 DEBUG_DUMP_ENV = "LATENTSYNC_DEBUG_DUMP_DIR"
 # Flags every training script has, and the config key each one overrides.
@@ -80,7 +79,7 @@ def flag_overrides(args: argparse.Namespace, flags: Mapping[str, str] = COMMON_F
     return overrides
 
 
-def config_from_args(args: argparse.Namespace, schema: Schema, flags: Mapping[str, str] = COMMON_FLAGS):
+def config_from_args(args: argparse.Namespace, schema: Schema, flags: Mapping[str, str] = COMMON_FLAGS) -> DictConfig:
     """The checked, read-only config the arguments describe."""
     return load_training_config(args.config_path, schema, flag_overrides(args, flags), args.allow_unknown_keys)
 
