@@ -47,3 +47,8 @@ class OutputError(LatentSyncError):
 
 class StoppedBySignal(LatentSyncError):
     """A helper process (ffmpeg) was stopped by a signal: the run is being interrupted, the input is not at fault."""
+
+
+def error_line(err: BaseException) -> str:
+    """A CLI's one ``error:`` line for a failure that stops the whole run (the message on one line)."""
+    return "error: " + (" ".join(str(err).split()) or type(err).__name__)

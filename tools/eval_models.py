@@ -122,11 +122,44 @@ def write_inception(path: Path) -> Path:
     return path
 
 
-def write_auxiliary(folder: Path, with_inception: bool = True, real_size_i3d: bool = False) -> Path:
-    """Every evaluation model file under ``folder`` (the checkpoints/auxiliary layout)."""
+WHOLE_FRAME_BOX = 0.8  # side of the stand-in S3FD's one face box, relative to a frame of 256 px or less
+
+
+def whole_frame_s3fd() -> nn.Module:
+    """An S3FD whose one confident box is the middle of the frame, whatever it shows: a random detector finds
+    no face, so the evaluation's sync metric would have nothing to score.
+
+    Every head but the one of the 256 px anchors (one anchor, at the centre of a 64 px input: the metric's
+    0.25 scale of a 256 px frame) says background; that anchor says face, its box shrunk to
+    ``WHOLE_FRAME_BOX`` of the input by the regression bias.
+    """
+    from latentsync.models.s3fd import MIN_SIZES, VARIANCE, S3FD
+
+    model = S3FD()
+    layer = MIN_SIZES.index(256)
+    with torch.no_grad():
+        for index, (loc, conf) in enumerate(zip(model.loc, model.conf)):
+            for head in (loc, conf):
+                head.weight.zero_()
+                head.bias.zero_()
+            face = index == layer
+            conf.bias[:-1] = -10.0 if face else 10.0  # background logit(s), then the face logit
+            conf.bias[-1] = 10.0 if face else -10.0
+            if face:  # size = anchor * exp(bias * VARIANCE[1]); the anchor is 256 / 64 = 4 inputs wide
+                loc.bias[2:] = math.log(WHOLE_FRAME_BOX / 4) / VARIANCE[1]
+    return model
+
+
+def write_auxiliary(
+    folder: Path, with_inception: bool = True, real_size_i3d: bool = False, face_everywhere: bool = False
+) -> Path:
+    """Every evaluation model file under ``folder`` (the checkpoints/auxiliary layout); ``face_everywhere``
+    writes :func:`whole_frame_s3fd` as the face detector, so the sync metric has a face to score."""
     folder = Path(folder)
     for name, filename in OFFICIAL_FILES.items():
         write_official_file(folder / filename, name)
+    if face_everywhere:
+        torch.save(whole_frame_s3fd().state_dict(), folder / OFFICIAL_FILES["s3fd"])
     write_tiny_i3d(folder / I3D_FILE, real_size=real_size_i3d)
     if with_inception:
         write_inception(folder / INCEPTION_FILE)

@@ -1,19 +1,27 @@
-"""Tiny random-weight models written in the official on-disk formats, for CPU tests and benchmarks.
+"""Tiny random-weight models written in the official on-disk formats, for CPU tests, benchmarks and the
+README's walked example.
 
 Each builder writes what :func:`latentsync.pipelines.loading.load_pipeline` reads in production,
 so tests and tools exercise the real loading code: a UNet ``{"state_dict", "global_step"}``
 checkpoint plus its YAML config, an openai-whisper checkpoint, and a diffusers ``AutoencoderKL``
-folder (``save_pretrained``). The tests' session fixture lives in ``tests/tiny_models.py``.
+folder (``save_pretrained``); :func:`tools.eval_models.write_auxiliary` adds the evaluation's model files
+(``checkpoints/auxiliary`` layout). The tests' session fixture lives in ``tests/tiny_models.py``.
+
+    python -m tools.tiny_models --out debug/example/models    # unet/ whisper/tiny.pt vae/ auxiliary/
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+
+from tools.eval_models import write_auxiliary
 
 WHISPER_WIDTH = 64  # n_audio_state of the tiny whisper (and of the tests' golden random checkpoint)
 # A whisper "tiny" with a 64-wide, 4-block encoder and a vestigial decoder (never used here).
@@ -193,8 +201,26 @@ class TinyModels:
         ]
 
 
-def write_all(folder: Path, seed: int = 0, whisper_source: Path | None = None) -> TinyModels:
+def write_all(
+    folder: Path, seed: int = 0, whisper_source: Path | None = None, transparent_whisper: bool = False
+) -> TinyModels:
     """A complete tiny model set under ``folder``; ``whisper_source`` is copied as the Whisper checkpoint."""
     unet_config, unet_ckpt = write_unet(folder / "unet", seed)
-    whisper_path = write_whisper(folder / "whisper", whisper_source, seed)
+    whisper_path = write_whisper(folder / "whisper", whisper_source, seed, transparent=transparent_whisper)
     return TinyModels(unet_config, unet_ckpt, whisper_path, write_vae(folder / "vae", seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write tiny random-weight models in the official formats.")
+    parser.add_argument("--out", required=True, type=Path, help="folder for unet/, whisper/tiny.pt, vae/ and auxiliary/")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # The transparent Whisper: features that follow the local speech, as a trained one's do (see write_whisper).
+    models = write_all(args.out, args.seed, transparent_whisper=True)
+    write_auxiliary(args.out / "auxiliary", face_everywhere=True)
+    print(f"wrote {models.unet_ckpt}, {models.whisper}, {models.vae} and {args.out / 'auxiliary'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
-from latentsync.errors import LatentSyncError, OutputError
+from latentsync.errors import LatentSyncError, OutputError, error_line
 from latentsync.utils.files import atomic_output, check_writable_folder
 from latentsync.utils.logging import configure_logging
 
@@ -108,11 +108,6 @@ def check_output(path: str | os.PathLike | None, flag: str, folder: bool = False
     if os.path.isdir(path):
         raise OutputError(f"{flag} {os.fspath(path)!r} is an existing folder; name a file in it")
     check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
-
-
-def error_line(err: BaseException) -> str:
-    """A CLI's one ``error:`` line for a failure that stops the whole run."""
-    return "error: " + (" ".join(str(err).split()) or type(err).__name__)
 
 
 def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: TextIO) -> int:
