@@ -101,7 +101,9 @@ def train_cli_part(ctx: SimpleNamespace, emit: Callable[..., None]) -> None:
         "run.max_train_minutes=0", f"run.device={ctx.device}", f"data.whisper_path={made['whisper']}",
     ]
     overrides.append(f"ckpt.init_ckpt_path={made['train_init']}")
-    if not ctx.tiny:  # the tiny config allows random backbones (logged loudly)
+    if ctx.tiny:  # the tiny config allows random backbones (logged loudly) where no file is named
+        overrides.append("ckpt.syncnet_ckpt_path=")
+    else:
         overrides += [f"ckpt.syncnet_ckpt_path={made['syncnet']}", f"ckpt.lpips_vgg_path={made['vgg']}",
                       f"ckpt.videomae_path={made['videomae']}"]
     base = ["-m", "scripts.train_unet", "--config_path", str(config), "--output_dir", str(output), *overrides]

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentsync.config import load_config, to_container
 from latentsync.errors import ConfigError
-from latentsync.paths import PROJECT_ROOT, config_base_dir
+from latentsync.paths import AUDIO_CONFIG, DEFAULT_VAE_DIR, PROJECT_ROOT, config_base_dir
 from latentsync.utils.device import DEVICE_CHOICES
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ TOOLKIT_KEYS: dict[str, Key] = {
     "data.train_data_dir": Key("path", ""),
     "data.val_fileslist": Key("path", ""),
     "data.val_data_dir": Key("path", ""),
-    "data.audio_config": Key("path", "configs/audio.yaml"),
+    "data.audio_config": Key("path", str(AUDIO_CONFIG)),
     "data.audio_mel_cache_dir": Key("path", "", changeable=True),
-    "data.vae_path": Key("path", "checkpoints/sd-vae-ft-mse"),
+    "data.vae_path": Key("path", str(DEFAULT_VAE_DIR)),
     "optimizer.lr": Key("float", low=0),
     "optimizer.max_grad_norm": Key("float", 1.0, nullable=True, changeable=True),
     "optimizer.weight_decay": Key("float", 1e-2, low=0),
