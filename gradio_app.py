@@ -12,8 +12,9 @@ starting at the values of --config.
 The pipelines are loaded once at start (one per job that may run at once: by default one per
 GPU, else one) and reused; Gradio's queue runs at most that many jobs and shows waiting users
 their place in line. Uploads and results live in a temporary folder made at start (under
---temp_dir) and removed at exit; a session's results go when its tab closes. Nothing outside
-that folder is written (except, with --share, Gradio's tunnel client in its own cache).
+--temp_dir, created if missing) and removed at exit; a session's results go when its tab
+closes. Nothing outside that folder is written (except, with --share, Gradio's tunnel client in
+its own cache).
 """
 
 # No `from __future__ import annotations`: Gradio finds the `gr.Request` parameter by its evaluated annotation.
@@ -34,6 +35,7 @@ from typing import Any, Callable
 import torch
 
 from latentsync import paths
+from latentsync.cli import made_folder
 from latentsync.errors import ConfigError, LatentSyncError, MediaError, one_line
 from latentsync.media.audio import SAMPLE_RATE, load_audio
 from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -46,6 +48,7 @@ from latentsync.settings import (
     SETTINGS, WEB_CONTROL, WEB_FLAG, HelpFormatter, InferenceSettings, SettingSpec, add_setting_flags, parse_settings,
 )
 from latentsync.utils.device import pick_device
+from latentsync.utils.files import check_writable_folder
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger("gradio_app")
@@ -133,7 +136,7 @@ class Lipsyncer:
                                           settings.whisper_path, settings.vae_path)
             if missing:
                 self.problem = "The model files are missing, so nothing can be lip-synced yet:\n\n" + "\n".join(
-                    f"- {m.what} `{m.path}`: {m.hint}" for m in missing
+                    f"- {line}" for line in missing
                 ) + "\n\nFetch them, then restart the app."
                 return
             devices = job_devices(settings.device, args.concurrency)
@@ -407,10 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, settings = parse_settings(build_parser(), argv)
         auth = parse_auth(args.auth)
+        if settings.temp_dir is not None:
+            check_writable_folder(settings.temp_dir, "--temp_dir")
     except LatentSyncError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
+    with made_folder(settings.temp_dir):  # created if missing, like the CLI's; removed at exit if it was
+        return serve(args, settings, auth)
+
+
+def serve(args: argparse.Namespace, settings: InferenceSettings, auth: tuple[str, str] | None) -> int:
+    """Load the models, serve the page until Ctrl+C or SIGTERM, then remove the app's temporary folder."""
     start_dir = os.getcwd()
     workspace = Workspace(settings.temp_dir)
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache

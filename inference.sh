@@ -3,6 +3,5 @@
 # Any option overrides the config, e.g. ./inference.sh --video_path face.mp4 --audio_path speech.wav
 # Works from any folder: paths you pass are relative to it; `--help` lists every option.
 set -euo pipefail
-project="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export PYTHONPATH="$project${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-$project/.venv/bin/python}" -P -m scripts.inference --config "$project/configs/inference.yaml" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/tools/venv.sh"
+exec "$LATENTSYNC_PYTHON" -P -m scripts.inference --config "$LATENTSYNC_ROOT/configs/inference.yaml" "$@"

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from latentsync.errors import LatentSyncError
 from latentsync.metrics.evaluation import cli_parser
-from latentsync.metrics.report import error_line
+from latentsync.metrics.report import check_output, error_line
 from latentsync.metrics.sync_curves import curves_of, draw_curves, read_curve_rows
 from latentsync.utils.logging import configure_logging
 
@@ -26,9 +26,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
     configure_logging()
     try:
+        args = parse_args(argv)
+        check_output(args.output, "--output")
         curves = {}
         for path in args.curves:
             prefix = f"{os.path.basename(os.path.dirname(os.path.abspath(path)))}: " if len(args.curves) > 1 else ""

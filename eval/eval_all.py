@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Sequence
 
+from latentsync.cli import number
 from latentsync.metrics.evaluation import (
     add_run_arguments, add_sync_arguments, build_sync, cli_parser, merge_rows, quality_rows, set_scores,
     similarity_rows, sync_rows,
@@ -26,8 +27,9 @@ from latentsync.metrics.fid import INCEPTION_FILE, load_inception
 from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, clip_description, load_i3d
 from latentsync.metrics.image_quality import FRAMES_DESCRIPTION
 from latentsync.metrics.inference_runs import read_eval_list, run_inference
-from latentsync.metrics.model_files import default_path, require_model_file
-from latentsync.metrics.report import run_guarded, table_result
+from latentsync.errors import CheckpointError, LatentSyncError
+from latentsync.metrics.model_files import default_path, require_model_files
+from latentsync.metrics.report import check_output, run_guarded, table_result
 from latentsync.models.hyperiqa import HyperNet
 from latentsync.settings import check_setting_flags
 from latentsync.utils.device import pick_device
@@ -48,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--inception_path", default=default_path(INCEPTION_FILE), help="FID Inception-v3 weights")
     parser.add_argument("--hyperiqa_path", default=default_path("koniq_pretrained.pkl"), help="hyperIQA weights")
     parser.add_argument("--no_face_crop", action="store_true", help="FVD on whole frames")
-    parser.add_argument("--frame_stride", type=int, default=1, help="every N-th frame for FID and SSIM/PSNR")
+    parser.add_argument("--frame_stride", type=number(int, 1), default=1, help="every N-th frame for FID and SSIM/PSNR")
     add_run_arguments(parser)  # --device is passed on to inference too
     add_sync_arguments(parser)
     args, extra = parser.parse_known_args(argv)
@@ -61,12 +63,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 def evaluate(args: argparse.Namespace, extra: list[str]) -> tuple[str, int]:
     device = pick_device(args.device)
     progress = not args.no_progress
+    check_output(args.output_dir, "--output_dir", folder=True)
     pairs = read_eval_list(args.eval_list, args.output_dir)
-    # Every model file is checked before the (long) inference run.
-    for path in (args.i3d_path, args.inception_path, args.hyperiqa_path, args.syncnet_path, args.s3fd_path):
-        require_model_file(path)
+    # Every model file is checked before the (long) inference run, all named at once.
+    no_unet = "" if args.skip_inference or os.path.isfile(args.checkpoint) else f"--checkpoint {args.checkpoint!r} does not exist"
+    require_model_files([args.i3d_path, args.inception_path, args.hyperiqa_path, args.syncnet_path, args.s3fd_path],
+                        f"; and {no_unet}" if no_unet else "")
+    if no_unet:
+        raise CheckpointError(no_unet)
     if not args.skip_inference:
-        run_inference(pairs, args.checkpoint, args.output_dir, args.unet_config_path, [*extra, "--device", args.device])
+        status = run_inference(pairs, args.checkpoint, args.output_dir, args.unet_config_path,
+                               [*extra, "--device", args.device])
+        if status and not any(os.path.isfile(p.output) for p in pairs):
+            raise LatentSyncError(f"inference made none of the {len(pairs)} videos (its error is above); nothing to score")
     made = [p for p in pairs if os.path.isfile(p.output)]
     missing = [{"video": p.output, "error": "no output: inference failed for this pair"} for p in pairs if p not in made]
     outputs = [p.output for p in made]

@@ -21,9 +21,10 @@ from latentsync.metrics.evaluation import (
     add_run_arguments, cli_parser, list_videos, merge_rows, pair_by_name, set_scores, similarity_rows,
 )
 from latentsync.metrics.fid import INCEPTION_FILE, load_inception
+from latentsync.cli import number
 from latentsync.metrics.fvd import DEFAULT_PROTOCOL, PROTOCOLS, FaceCropper, clip_description, load_i3d
-from latentsync.metrics.model_files import default_path
-from latentsync.metrics.report import run_guarded, table_result
+from latentsync.metrics.model_files import default_path, require_model_files
+from latentsync.metrics.report import check_output, run_guarded, table_result
 from latentsync.utils.device import pick_device
 
 COLUMNS = ["video", "real", "ssim", "psnr", "error"]
@@ -39,19 +40,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_face_crop", action="store_true", help="FVD on whole frames (videos already face crops)")
     parser.add_argument("--no_fid", action="store_true", help="skip FID")
     parser.add_argument("--no_similarity", action="store_true", help="skip SSIM/PSNR")
-    parser.add_argument("--frame_stride", type=int, default=1, help="use every N-th frame for FID and SSIM/PSNR")
-    parser.add_argument("--batch_size", type=int, default=16, help="frames per Inception batch")
+    parser.add_argument("--frame_stride", type=number(int, 1), default=1, help="use every N-th frame for FID and SSIM/PSNR")
+    parser.add_argument("--batch_size", type=number(int, 1), default=16, help="frames per Inception batch")
     parser.add_argument("--output", help="write the table to OUTPUT.csv, .json and .md")
     add_run_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.frame_stride < 1:
-        parser.error("--frame_stride must be >= 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
     device = pick_device(args.device)
     progress = not args.no_progress
+    check_output(args.output, "--output")
+    require_model_files([args.i3d_path] + ([] if args.no_fid else [args.inception_path]))
     real, fake = list_videos(args.real_dir), list_videos(args.fake_dir)
     i3d = load_i3d(args.i3d_path, device)
     inception = None if args.no_fid else load_inception(args.inception_path, device)

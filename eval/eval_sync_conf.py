@@ -19,7 +19,7 @@ from typing import Sequence
 from latentsync.metrics.evaluation import (
     SYNC_COLUMNS, add_input_arguments, add_sync_arguments, build_sync, cli_parser, device_and_videos, sync_rows,
 )
-from latentsync.metrics.report import run_guarded, table_result
+from latentsync.metrics.report import check_output, run_guarded, table_result
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -31,6 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
+    check_output(args.output, "--output")
     device, videos = device_and_videos(args)
     scorer, detector, settings = build_sync(args, device)
     rows = list(sync_rows(videos, scorer, detector, settings, not args.no_progress, args.sync_protocol))

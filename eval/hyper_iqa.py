@@ -16,7 +16,7 @@ from typing import Sequence
 from latentsync.metrics.evaluation import add_input_arguments, cli_parser, device_and_videos, quality_rows
 from latentsync.metrics.image_quality import FRAMES_DESCRIPTION
 from latentsync.metrics.model_files import default_path, require_model_file
-from latentsync.metrics.report import run_guarded, table_result
+from latentsync.metrics.report import check_output, run_guarded, table_result
 from latentsync.models.hyperiqa import HyperNet
 
 COLUMNS = ["video", "hyperiqa", "error"]
@@ -31,6 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
+    check_output(args.output, "--output")
     device, videos = device_and_videos(args)
     model = HyperNet.from_file(require_model_file(args.model_path), device)
     rows = list(quality_rows(videos, model, progress=not args.no_progress))

@@ -17,7 +17,7 @@ from typing import Sequence
 from latentsync.errors import LatentSyncError
 from latentsync.metrics.evaluation import cli_parser
 from latentsync.metrics.inference_runs import read_eval_list, run_inference
-from latentsync.metrics.report import error_line
+from latentsync.metrics.report import check_output, error_line
 from latentsync.utils.logging import configure_logging
 
 
@@ -31,9 +31,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = parse_args(argv)
     configure_logging()
     try:
+        args, extra = parse_args(argv)
+        check_output(args.output_dir, "--output_dir", folder=True)
         pairs = read_eval_list(args.eval_list, args.output_dir)
         status = run_inference(pairs, args.checkpoint, args.output_dir, args.unet_config_path, extra)
     except LatentSyncError as err:

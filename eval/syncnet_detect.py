@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from latentsync.metrics.evaluation import (
     VIDEO_FAILURES, add_input_arguments, add_sync_arguments, build_sync, cli_parser, device_and_videos, failure,
 )
-from latentsync.metrics.report import publish, run_guarded, summarise
+from latentsync.metrics.report import check_output, publish, run_guarded, summarise
 from latentsync.metrics.sync_confidence import score_video
 from latentsync.metrics.sync_curves import CURVE_COLUMNS, curve_rows, curves_of, draw_curves
 
@@ -35,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
+    check_output(args.output_dir, "--output_dir", folder=True)
     device, videos = device_and_videos(args)
     scorer, detector, settings = build_sync(args, device)
     rows, curves = [], []

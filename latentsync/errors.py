@@ -45,8 +45,20 @@ class OutputError(LatentSyncError):
     """The output cannot be written where asked, or would overwrite one of the inputs."""
 
 
+class StoppedBySignal(LatentSyncError):
+    """A helper process (ffmpeg) was stopped by a signal: the run is being interrupted, the input is not at fault."""
+
+
+def error_line(err: BaseException) -> str:
+    """A CLI's one ``error:`` line for a failure that stops the whole run (the message on one line)."""
+    return "error: " + (" ".join(str(err).split()) or type(err).__name__)
+
+
 def one_line(err: BaseException) -> str:
-    """An error as one line: its first line plus its last detail line (ffmpeg's stderr tails run long)."""
+    """An error as one line: its first line plus its last detail line (ffmpeg's stderr tails run long).
+
+    The inference CLI and the web page show this; :func:`error_line` keeps every line of the message.
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if not lines:
         return type(err).__name__

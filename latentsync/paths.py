@@ -34,6 +34,18 @@ def project_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def config_base_dir(config_path: str | os.PathLike) -> Path:
+    """What relative paths inside the config file ``config_path`` are relative to: the project root for a
+    file inside the project (its own configs, as upstream runs them), else the file's own folder."""
+    folder = Path(os.path.realpath(config_path)).parent
+    return PROJECT_ROOT if folder == PROJECT_ROOT or PROJECT_ROOT in folder.parents else folder
+
+
+def from_config(value: str | os.PathLike, config_file: str | os.PathLike) -> str:
+    """A path written in ``config_file``, made absolute against :func:`config_base_dir`."""
+    return os.path.join(config_base_dir(config_file), os.path.expanduser(os.fspath(value)))
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as a user should type it here: relative when under the current folder, else absolute."""
     absolute = os.path.abspath(os.fspath(path))

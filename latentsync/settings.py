@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from latentsync import paths
+from latentsync.cli import ArgumentParser
 from latentsync.config import load_config, to_container
 from latentsync.errors import ConfigError
 from latentsync.face.detection import DETECTOR_NAMES
@@ -230,12 +231,9 @@ def config_values(config: str | os.PathLike) -> dict[str, Any]:
     unknown = sorted(set(values) - set(SPECS))
     if unknown:
         raise ConfigError(f"config {os.fspath(config)} has unknown keys: {', '.join(unknown)}")
-    config_dir = os.path.dirname(os.path.realpath(config))
-    inside_project = os.path.commonpath([config_dir, str(paths.PROJECT_ROOT)]) == str(paths.PROJECT_ROOT)
-    base = str(paths.PROJECT_ROOT) if inside_project else config_dir
     for name, value in values.items():
         if SPECS[name].path and isinstance(value, str) and value:
-            values[name] = os.path.join(base, os.path.expanduser(value))
+            values[name] = paths.from_config(value, config)
     return values
 
 
@@ -260,13 +258,6 @@ def from_values(values: dict[str, Any], config: str | os.PathLike) -> InferenceS
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keep the description's line breaks and show each option's default (from the config)."""
-
-
-class SettingsParser(argparse.ArgumentParser):
-    """Usage mistakes become a ConfigError: one ``error:`` line like every other failure."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see --help)")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
@@ -306,7 +297,7 @@ def parse_settings(
 def check_setting_flags(argv: Sequence[str]) -> InferenceSettings:
     """Flags passed on to the inference CLI by another command (``eval_all``), checked as the CLI will read
     them: an unknown flag or a bad value is a ConfigError now, not a failed run later."""
-    parser = SettingsParser(add_help=False)
+    parser = ArgumentParser(add_help=False)
     add_setting_flags(parser)
     return parse_settings(parser, argv)[1]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from typing import Iterable, Sequence
 
 import cv2
@@ -28,8 +27,10 @@ from latentsync.face.warp import similarity_from_points
 from latentsync.media.mux import mux_audio
 from latentsync.media.reader import VideoReader
 from latentsync.media.writer import VideoWriter
-from preprocess.runner import WORK_PREFIX, Item, Record, dropped, record
+from preprocess.runner import Item, Record, dropped, record, work_folder
 from preprocess.settings import FPS
+
+FOLDER = "affine_transformed"  # under the output folder
 
 
 # Consecutive aligned crops are compared as grey THUMB_SIDE² copies (mean absolute difference, grey
@@ -78,7 +79,7 @@ def face_detector(name: str, device: str):
 
 
 def output_path(settings, key: str) -> str:
-    return os.path.join(settings.output_dir, "affine_transformed", key)
+    return os.path.join(settings.output_dir, FOLDER, key)
 
 
 def alignment_residual(detection: FaceDetection, template: np.ndarray) -> float:
@@ -135,7 +136,7 @@ def align_clip(item: Item, settings) -> list[Record]:
     allowed = math.floor(settings.max_face_lost * total)
     out = output_path(settings, item.key)
     duration = total / FPS
-    with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=settings.temp_dir) as tmp:
+    with work_folder(settings) as tmp:
         silent = os.path.join(tmp, "video.mp4")
         try:
             with VideoWriter(silent, FPS, settings.resolution, settings.resolution) as writer:

@@ -9,12 +9,14 @@ from latentsync.media.probe import probe_video
 from preprocess.runner import Item, Record, dropped, record
 from preprocess.settings import FPS, SAMPLE_RATE
 
+FOLDER = "resampled"  # under the output folder
+
 
 def output_path(settings, key: str) -> str:
     """``resampled/<key>`` as .mp4 (``a.mov`` -> ``a_mov.mp4``, so it cannot collide with ``a.mp4``)."""
     stem, extension = os.path.splitext(key)
     suffix = "" if extension.lower() == ".mp4" else "_" + extension[1:].lower()
-    return os.path.join(settings.output_dir, "resampled", stem + suffix + ".mp4")
+    return os.path.join(settings.output_dir, FOLDER, stem + suffix + ".mp4")
 
 
 def resample(item: Item, settings) -> list[Record]:

@@ -1,48 +1,44 @@
-"""Run one preprocessing step over its items: resume, a record per item, a JSONL manifest, executors.
+"""Run one preprocessing step over its items: resume, a record per item, a JSONL manifest, superseded outputs.
 
 Every step is a picklable function ``process(item, settings) -> list[record]`` run once per item
 (a video or a clip). Its output files are written under temporary names and renamed by the step;
 when it returns, the runner stores the item's records as ``<output>/.state/<step>/<key>.json``
-(again temp + rename). A rerun skips every item that has that file, so a finished set reruns
-without decoding anything, and an item interrupted at any moment is simply done again: outputs
-have fixed names and are replaced, never duplicated. The step's manifest
+(again temp + rename), each record carrying the step's settings and a digest of what it read
+(the input file's size and time, and the previous step's record). A rerun skips every item whose
+stored records match and whose outputs still exist, so a finished set reruns without decoding
+anything; an item interrupted at any moment, read from a changed file, or made with other settings
+is done again: outputs have fixed names and are replaced, never duplicated. Outputs an earlier run
+made that this run no longer makes (the source is gone, the item is dropped now, a setting changed
+the clip count) are moved, never deleted, to ``<output>/superseded/<run>/``. The step's manifest
 ``<output>/manifests/<step>.jsonl`` is rewritten from the stored records at the end of the step.
 
-Executors: ``local`` (a process pool of ``workers``; in-process when ``workers`` is 1) and
-``ray`` (the same function as Ray tasks; the output folder must be shared by the cluster's nodes).
-Models are built once per worker process: steps cache them with ``functools.lru_cache``.
+How items run (a process pool, Ray, interrupts) is :mod:`preprocess.executors`.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
+import tempfile
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-import av.logging
 from tqdm import tqdm
 
-from latentsync.errors import LatentSyncError
-from latentsync.paths import PROJECT_ROOT
-from latentsync.utils.files import atomic_output
+from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX, atomic_output, owned_prefix, remove_stale
+
+if TYPE_CHECKING:
+    from preprocess.executors import Executor
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".state"
 MANIFEST_DIR = "manifests"
-# Prefix of atomic_output's temporary files: left behind only by a killed run, removed on the next.
-TEMP_PREFIX = ".tmp-"
-# Prefix of the steps' working folders under --temp_dir; a killed run's are removed on the next.
-WORK_PREFIX = "lsprep-"
+SUPERSEDED_DIR = "superseded"  # outputs of earlier runs that this run no longer makes (moved, never deleted)
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ class Item:
     data: dict = field(default_factory=dict, compare=False, hash=False)
 
 
-Record = dict  # source, output, kept, reason, scores, duration_in, duration_out, seconds (+ step extras)
+Record = dict  # source, output, kept, reason, scores, duration_in, duration_out, seconds, settings, input (+ step extras)
 Process = Callable[[Item, object], list[Record]]
 
 
@@ -66,6 +62,11 @@ def record(source: str, output: str | None, kept: bool, reason: str = "", **extr
 
 def dropped(item: Item, reason: str, **extra) -> list[Record]:
     return [record(item.source, None, False, reason, **extra)]
+
+
+def work_folder(settings) -> tempfile.TemporaryDirectory:
+    """A private working folder in ``settings.temp_dir``, named with this process's id (see latentsync.utils.files)."""
+    return tempfile.TemporaryDirectory(prefix=owned_prefix(WORK_PREFIX), dir=settings.temp_dir)
 
 
 def _state_path(output_dir: str, step: str, key: str) -> str:
@@ -89,40 +90,15 @@ def _write_manifest(path: str, records: Iterable[Record]) -> None:
             f.write(json.dumps(line, sort_keys=True) + "\n")
 
 
-def remove_stale_temporaries(output_dir: str, temp_dir: str) -> int:
-    """Delete what a killed run left: atomic_output's temporary files under ``output_dir`` and the
-    steps' working folders in ``temp_dir`` (only those names, which this code creates)."""
-    pattern = os.path.join(glob.escape(output_dir), "**", TEMP_PREFIX + "*")
-    stale = glob.glob(pattern, recursive=True, include_hidden=True)
-    stale += glob.glob(os.path.join(glob.escape(temp_dir), WORK_PREFIX + "*"))
-    for path in stale:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-    return len(stale)
-
-
-def quiet_media_libraries() -> None:
-    """FFmpeg's encoder statistics and scenedetect's per-video lines would bury the progress bars."""
-    av.logging.set_libav_level(av.logging.ERROR)  # not set_level: its Python callback can deadlock decoder threads
-    logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
-
-
-def run_item(process: Process, item: Item, settings) -> tuple[list[Record] | None, str | None]:
-    """Run ``process`` on one item; user-facing failures become a drop, bugs a failure message."""
-    quiet_media_libraries()
-    start = time.perf_counter()
-    try:
-        records = process(item, settings)
-    except LatentSyncError as err:
-        records = dropped(item, f"error: {err}".splitlines()[0][:300])
-    except Exception:  # a bug or an unexpected library failure: not recorded, retried by a rerun
-        return None, f"{item.source}: {traceback.format_exc(limit=3)}"
-    elapsed = time.perf_counter() - start
-    for line in records:
-        line.setdefault("seconds", round(elapsed / max(1, len(records)), 3))
-    return records, None
+def remove_stale_temporaries(folders: Iterable[str], temp_dir: str) -> list[str]:
+    """Delete what a killed run of this pipeline left, and nothing else: temporary files
+    (``.tmp-latentsync-<pid>-...``) anywhere in the folders it writes, and working folders
+    (``latentsync-work-<pid>-...``) in ``temp_dir``, only where that process is gone."""
+    removed = []
+    for folder in folders:
+        for sub, _, _ in os.walk(folder):
+            removed += remove_stale(sub, TEMP_PREFIX)
+    return removed + remove_stale(temp_dir, WORK_PREFIX)
 
 
 @dataclass
@@ -134,65 +110,74 @@ class StepResult:
     items: int
 
 
-class Executor:
-    """Maps ``run_item`` over items; yields (item, records, failure) as they finish."""
-
-    def map(self, process: Process, items: list[Item], settings, workers: int, gpu: bool) -> Iterator:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+# --------------------------------------------------------------------------- records that are still current
 
 
-class LocalExecutor(Executor):
-    """A pool of ``workers`` processes (spawned: no inherited model state), or this process for 1."""
+def file_stamp(path: str) -> list[int] | None:
+    """Size and modification time of ``path`` (None if it is gone): a changed input redoes its items."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
 
-    def map(self, process: Process, items: list[Item], settings, workers: int, gpu: bool) -> Iterator:
-        if workers <= 1 or len(items) <= 1:
-            for item in items:
-                yield (item, *run_item(process, item, settings))
+
+def provenance(item: Item, settings, options: Sequence[str]) -> dict:
+    """What an item's records depend on: the step's ``options`` and a digest of what it read (the
+    input file's stamp and the previous step's record, which holds that step's own provenance)."""
+    read = json.dumps({"source": item.source, "stamp": file_stamp(item.source), "upstream": item.data},
+                      sort_keys=True, default=str)
+    return {"settings": {name: getattr(settings, name) for name in options},
+            "input": hashlib.sha1(read.encode()).hexdigest()[:16]}
+
+
+def _current(records: list[Record], wanted: dict) -> bool:
+    """Stored records still stand: made from the same input with the same settings, outputs still there."""
+    if not isinstance(records, list) or not records:
+        return False
+    for line in records:
+        if line.get("settings") != wanted["settings"] or line.get("input") != wanted["input"]:
+            return False
+        if line.get("kept") and line.get("output") and not os.path.isfile(line["output"]):
+            return False
+    return True
+
+
+class Superseded:
+    """Outputs of earlier runs that this run no longer makes: moved to ``superseded/<run>/`` under the
+    output folder, keeping their relative path (never deleted: the source may be gone)."""
+
+    def __init__(self, output_dir: str, run_id: str) -> None:
+        self.output_dir = output_dir
+        self.root = os.path.join(output_dir, SUPERSEDED_DIR, run_id)
+        self.moved: list[str] = []  # relative to output_dir
+
+    def move(self, records: Iterable[Record], keep: set[str], folder: str | None) -> None:
+        """Move the kept outputs of ``records`` that lie in ``folder`` (a step's own) and are not in ``keep``."""
+        if folder is None:
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
-            futures = {pool.submit(run_item, process, item, settings): item for item in items}
-            for future in as_completed(futures):
-                yield (futures[future], *future.result())
+        owned = os.path.join(self.output_dir, folder)
+        for line in records:
+            if not isinstance(line, dict):
+                continue
+            path = line.get("output")
+            if not (line.get("kept") and path and path not in keep and os.path.isfile(path)):
+                continue
+            if os.path.commonpath([os.path.abspath(path), owned]) != owned:
+                continue  # not in the step's folder (a check step's output is its source): never touched
+            relative = os.path.relpath(path, self.output_dir)
+            target = os.path.join(self.root, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(path, target)
+            self.moved.append(relative)
 
 
-class RayExecutor(Executor):
-    """The same per-item function as Ray tasks on a cluster (``address``), or a local Ray instance."""
-
-    def __init__(self, address: str | None = None, num_gpus: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError as err:
-            raise LatentSyncError(
-                "--executor ray needs the optional package ray: `pip install -r requirements-ray.txt`"
-            ) from err
-        self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            options = {"address": address} if address else {"num_gpus": num_gpus}
-            # Workers import this project from the same path as the driver (shared on a cluster).
-            runtime_env = {"env_vars": {"PYTHONPATH": os.fspath(PROJECT_ROOT)}}
-            ray.init(**options, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-        self._task = ray.remote(run_item)
-
-    def map(self, process: Process, items: list[Item], settings, workers: int, gpu: bool) -> Iterator:
-        ray = self._ray
-        gpus = 1 / max(1, workers) if gpu and ray.cluster_resources().get("GPU", 0) else 0
-        task = self._task.options(num_cpus=1, num_gpus=gpus)
-        pending = {task.remote(process, item, settings): item for item in items}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                item = pending.pop(ref)
-                yield (item, *ray.get(ref))
-
-    def close(self) -> None:
-        if self._started:
-            self._ray.shutdown()
+def _stored(path: str) -> list[Record] | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def run_step(
@@ -204,17 +189,26 @@ def run_step(
     executor: Executor,
     workers: int = 1,
     gpu: bool = False,
+    options: Sequence[str] = (),
+    folder: str | None = None,
+    superseded: Superseded | None = None,
 ) -> StepResult:
-    """Run ``process`` over ``items``, skipping finished ones; returns all records in item order."""
+    """Run ``process`` over ``items``, skipping those whose stored records are current (see
+    :func:`provenance`); returns all records in item order. With ``superseded``, outputs in the
+    step's ``folder`` that earlier runs made and this one does not are moved there."""
     start = time.perf_counter()
     stored: dict[str, list[Record]] = {}
+    stale: dict[str, list[Record]] = {}
+    wanted: dict[str, dict] = {}
     pending: list[Item] = []
     for item in items:
-        path = _state_path(output_dir, name, item.key)
-        if os.path.isfile(path):
-            with open(path) as f:
-                stored[item.key] = json.load(f)
+        wanted[item.key] = provenance(item, settings, options)
+        records = _stored(_state_path(output_dir, name, item.key))
+        if records is not None and _current(records, wanted[item.key]):
+            stored[item.key] = records
         else:
+            if isinstance(records, list):
+                stale[item.key] = records
             pending.append(item)
     failed: list[str] = []
     with tqdm(total=len(items), initial=len(items) - len(pending), desc=name, unit="item", dynamic_ncols=True) as bar:
@@ -223,12 +217,32 @@ def run_step(
                 logger.error("step %s failed on %s (a rerun retries it)", name, failure)
                 failed.append(item.source)
             else:
+                for line in records:
+                    line.update(wanted[item.key])
                 _write_json(_state_path(output_dir, name, item.key), records)
                 stored[item.key] = records
             bar.update(1)
     ordered = [line for item in items if item.key in stored for line in stored[item.key]]
     _write_manifest(manifest_path(output_dir, name), ordered)
+    if superseded is not None:
+        _supersede(name, items, stored, stale, output_dir, folder, superseded)
     return StepResult(ordered, failed, len(pending), time.perf_counter() - start, len(items))
+
+
+def _supersede(name: str, items: list[Item], stored: dict, stale: dict, output_dir: str,
+               folder: str | None, superseded: Superseded) -> None:
+    """Move what earlier runs of step ``name`` made that this run does not: outputs of items redone
+    with fewer or other outputs, and of items no longer there (their state files are removed)."""
+    current = {line["output"] for records in stored.values() for line in records if line.get("output")}
+    for key, records in stale.items():
+        if key in stored:  # redone; a failed item keeps its old outputs until a rerun redoes it
+            superseded.move(records, current, folder)
+    state_dir = os.path.join(output_dir, STATE_DIR, name)
+    known = {os.path.basename(_state_path(output_dir, name, item.key)) for item in items}
+    for entry in sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []:
+        if entry.endswith(".json") and entry not in known:
+            superseded.move(_stored(os.path.join(state_dir, entry)) or [], current, folder)
+            os.remove(os.path.join(state_dir, entry))
 
 
 def publish(src: str, dst: str) -> None:

@@ -13,6 +13,8 @@ from latentsync.media.mux import transcode_video
 from preprocess.runner import Item, Record, record
 from preprocess.settings import FPS, SAMPLE_RATE
 
+FOLDER = "segmented"  # under the output folder
+
 
 def split_evenly(start: int, stop: int, min_frames: int, max_frames: int) -> list[tuple[int, int]]:
     """[start, stop) cut into ceil(n / max_frames) nearly equal clips; [] when n < min_frames."""
@@ -25,7 +27,7 @@ def split_evenly(start: int, stop: int, min_frames: int, max_frames: int) -> lis
 
 
 def clip_path(settings, key: str, index: int) -> str:
-    return os.path.join(settings.output_dir, "segmented", f"{os.path.splitext(key)[0]}_{index:03d}.mp4")
+    return os.path.join(settings.output_dir, FOLDER, f"{os.path.splitext(key)[0]}_{index:03d}.mp4")
 
 
 def segment(item: Item, settings) -> list[Record]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import numpy as np
 from scipy.io import wavfile
@@ -24,7 +23,7 @@ from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.utils.device import pick_device
 from latentsync.media.audio import INT16_SCALE, load_audio
 from latentsync.media.mux import mux_audio
-from preprocess.runner import WORK_PREFIX, Item, Record, dropped, publish, record
+from preprocess.runner import Item, Record, dropped, publish, record, work_folder
 from preprocess.settings import FPS, SAMPLE_RATE
 
 
@@ -55,8 +54,16 @@ def shift_audio(audio: np.ndarray, frames: int, fps: float = FPS, sample_rate: i
     return np.concatenate([audio[-samples:], np.zeros(min(-samples, len(audio)), audio.dtype)])
 
 
+FOLDER_PREFIX = "av_synced_"  # + the threshold
+
+
+def folder(settings) -> str:
+    """The step's folder under the output folder, named for its threshold as upstream's is."""
+    return f"{FOLDER_PREFIX}{settings.sync_conf_threshold:g}"
+
+
 def output_path(settings, key: str) -> str:
-    return os.path.join(settings.output_dir, f"av_synced_{settings.sync_conf_threshold:g}", key)
+    return os.path.join(settings.output_dir, folder(settings), key)
 
 
 def sync_clip(item: Item, settings) -> list[Record]:
@@ -72,7 +79,7 @@ def sync_clip(item: Item, settings) -> list[Record]:
     if offset == 0:
         publish(item.source, out)
     else:
-        with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=settings.temp_dir) as tmp:
+        with work_folder(settings) as tmp:
             wav = os.path.join(tmp, "shifted.wav")
             pcm = np.clip(np.round(shift_audio(load_audio(item.source), offset) * INT16_SCALE), -32768, 32767)
             wavfile.write(wav, SAMPLE_RATE, pcm.astype(np.int16))

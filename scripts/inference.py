@@ -19,19 +19,17 @@ import contextlib
 import csv
 import logging
 import os
-import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
+from latentsync.cli import ArgumentParser, Interrupted, made_folder, signals_raise
 from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, one_line
 from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from latentsync.pipelines.loading import load_pipeline_for, make_detector, missing_model_files
 from latentsync.pipelines.progress import TqdmProgress
 from latentsync.pipelines.video_runner import VideoJob, sync_video
-from latentsync.settings import (
-    HelpFormatter, InferenceSettings, SettingsParser, add_setting_flags, parse_settings,
-)
+from latentsync.settings import HelpFormatter, InferenceSettings, add_setting_flags, parse_settings
 from latentsync.utils.files import check_output_path, check_writable_folder, require_file
 from latentsync.utils.logging import configure_logging
 
@@ -41,20 +39,12 @@ if TYPE_CHECKING:  # diffusers, imported by loading when the models load (while 
 logger = logging.getLogger("inference")
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwind (every ``finally`` removes what it made) and exit 128 + signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 # --------------------------------------------------------------------------- arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
     """``--config``, one flag per setting (latentsync/settings.py), then the batch and logging flags."""
-    parser = SettingsParser(prog="python -m scripts.inference", description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="python -m scripts.inference", description=__doc__, formatter_class=HelpFormatter)
     add_setting_flags(parser)
     add = parser.add_argument
     add("--batch", help="a .csv of video,audio,output rows, or a folder of name.<video> + name.<audio> pairs")
@@ -153,34 +143,6 @@ def run_batch(pipeline: LipsyncPipeline, jobs: list[InferenceSettings], failures
 # --------------------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted` for the block, so cleanup runs for both."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def made_folder(folder: str | None) -> Iterator[None]:
-    """Create ``folder`` if it is missing, and remove it afterwards if this run created it and left it empty."""
-    if folder is None or os.path.isdir(folder):
-        yield
-        return
-    os.makedirs(folder)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)  # only if empty: never delete what is inside
-
-
 def run(args: argparse.Namespace, settings: InferenceSettings) -> int:
     start = time.monotonic()
     if args.batch:
@@ -209,7 +171,7 @@ def run(args: argparse.Namespace, settings: InferenceSettings) -> int:
     absent = missing_model_files(settings.unet_config_path, settings.inference_ckpt_path, settings.whisper_path,
                                  settings.vae_path)
     if absent:
-        raise CheckpointError(str(absent[0]))
+        raise CheckpointError("; ".join(absent))
     with made_folder(settings.temp_dir):
         # The job opens first (video probed, audio decoded, the face pass started in its thread), then
         # the networks import and load while the faces are being found.

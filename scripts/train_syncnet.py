@@ -9,8 +9,8 @@ schedule, charts and checkpoints come from :mod:`latentsync.training`. Every
 ``ckpt.save_ckpt_steps`` steps rank 0 writes, atomically, ``checkpoints/checkpoint-N.pt``
 (the official ``{"state_dict", "global_step"}`` weights) and ``checkpoints/state-N.pt``
 (optimizer, LR schedule, grad scaler, RNG of every rank, history, config), which together let
-``--resume_ckpt_path`` continue exactly where a run stopped; ``best_checkpoint.pt`` holds the
-weights with the best validation accuracy so far.
+a rerun of the same command (``ckpt.resume_ckpt_path: latest``) continue exactly where it stopped;
+``best_checkpoint.pt`` holds the weights with the best validation accuracy so far.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from latentsync.losses import cosine_loss
 from latentsync.metrics.syncnet_accuracy import SyncScore, evaluate
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_input import load_frozen_vae, syncnet_embeddings
-from latentsync.training.checkpoints import load_training_state, resolve_resume_path, seed_processes
-from latentsync.training.config import load_training_config as load_config_with_overrides
-from latentsync.training.cli import flag_overrides, run_training_main, training_parser
+from latentsync.paths import CONFIGS_DIR
+from latentsync.training.checkpoints import load_training_state, seed_processes
+from latentsync.training.cli import config_from_args, parse_training_args, run_training_main, training_parser
+from latentsync.training.config import TOOLKIT_KEYS, Key
 from latentsync.training.loop import DebugRecorder
 from latentsync.training.run import LoopSettings, TrainingRun
 from latentsync.training.setup import (
@@ -49,44 +50,41 @@ from latentsync.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "configs/syncnet/syncnet_16_pixel_attn.yaml"
-REQUIRED_KEYS = (
-    "model.audio_encoder", "model.visual_encoder",
-    "ckpt.save_ckpt_steps",
-    "data.train_output_dir", "data.batch_size", "data.num_frames", "data.resolution", "data.num_val_samples",
-    "optimizer.lr", "run.max_train_steps", "run.validation_steps", "run.seed",
-)
-# Keys a config may leave out (with their defaults); any other override must name an existing key.
-OPTIONAL_KEYS = {
-    "data.min_negative_offset": 1,
-    "data.frame_cache_size": 0,
-    "data.audio_config": "configs/audio.yaml",
-    "data.vae_path": "checkpoints/sd-vae-ft-mse",
-    "data.num_workers": 0,
-    "data.gradient_accumulation_steps": 1,
-    "optimizer.max_grad_norm": 1.0,
-    "optimizer.weight_decay": 1e-2,
-    "optimizer.lr_scheduler": "constant",
-    "optimizer.lr_warmup_steps": 0,
-    "ckpt.resume_ckpt_path": "",
-    "ckpt.keep_last_n": 0,
-    "run.mixed_precision_training": False,
-    "run.device": "auto",
-    "run.max_train_minutes": 0,
-    "run.max_nonfinite_in_a_row": 10,
+DEFAULT_CONFIG = str(CONFIGS_DIR / "syncnet" / "syncnet_16_pixel_attn.yaml")
+ENCODER_KEYS = {  # model.audio_encoder / model.visual_encoder (see latentsync.models.stable_syncnet.EncoderConfig)
+    "in_channels": Key("int", low=1),
+    "block_out_channels": Key("list"),
+    "downsample_factors": Key("list"),
+    "attn_blocks": Key("list", None, nullable=True),
+    "dropout": Key("float", 0.0, low=0, high=1),
+}
+SCHEMA = {
+    **TOOLKIT_KEYS,
+    **{f"model.{encoder}.{name}": key for encoder in ("audio_encoder", "visual_encoder") for name, key in ENCODER_KEYS.items()},
+    "ckpt.inference_ckpt_path": Key("path", ""),  # the weights that inference, stage 2 and evaluation use
+    "data.num_val_samples": Key("int", low=1),
+    "data.lower_half": Key("bool"),
+    "data.latent_space": Key("bool"),
+    "data.min_negative_offset": Key("int", 1, low=1),
+    "run.max_train_steps": Key("int", low=1, changeable=True),
+    "run.validation_steps": Key("int", low=1, changeable=True),
 }
 
 
 # --------------------------------------------------------------------------- parse, config
 
 
+def parser() -> argparse.ArgumentParser:
+    return training_parser("Train StableSyncNet (launch with torchrun for several processes)", DEFAULT_CONFIG)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return training_parser("Train StableSyncNet (launch with torchrun for several processes)", DEFAULT_CONFIG).parse_args(argv)
+    return parse_training_args(parser(), argv)
 
 
 def load_training_config(args: argparse.Namespace) -> DictConfig:
-    """The YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
-    return load_config_with_overrides(args.config_path, REQUIRED_KEYS, OPTIONAL_KEYS, flag_overrides(args))
+    """The checked YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
+    return config_from_args(args, SCHEMA)
 
 
 # --------------------------------------------------------------------------- build
@@ -100,8 +98,8 @@ class SyncNetRun(TrainingRun):
     vae: torch.nn.Module | None = None
 
 
-def build(config: DictConfig, debug_dump_dir: str | None = None) -> SyncNetRun:
-    """Accelerator, model, optimizer (with the resumed state, if any), data and output folders."""
+def build(config: DictConfig, debug_dump_dir: str | None = None, resume: str | None = None) -> SyncNetRun:
+    """Accelerator, model, optimizer (with the state of ``resume``, a weights file, if given), data and output folders."""
     data = config.data
     accelerator = build_accelerator(config.run.device, config.run.mixed_precision_training, data.gradient_accumulation_steps)
     set_seed(config.run.seed)  # same initial weights on every rank
@@ -114,7 +112,6 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> SyncNetRun:
     )
     settings = LoopSettings.from_config(config, best_metric="accuracy", best_mode="max")
     run = SyncNetRun(config, accelerator, model, optimizer, lr_scheduler, data.train_output_dir, settings)
-    resume = resolve_resume_path(config.ckpt.resume_ckpt_path, run.output_dir)
     rng_states = load_training_state(run, resume) if resume else None
 
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
@@ -164,7 +161,7 @@ def validate(run: SyncNetRun) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_training_main(argv, parse_args, load_training_config, build, sync_loss, validate)
+    return run_training_main(argv, parser(), SCHEMA, build, sync_loss, validate)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ from latentsync.data.video_dataset import read_video_paths, validation_keys
 from latentsync.errors import LatentSyncError
 from latentsync.models.checkpoint import read_checkpoint, load_weights
 from latentsync.models.unet import MOTION_MODULE_KEYS, UNet3DConditionModel
-from latentsync.paths import CHECKPOINTS_DIR, WHISPER_BY_WIDTH
-from latentsync.training.checkpoints import load_training_state, resolve_resume_path, seed_processes
-from latentsync.training.config import load_training_config as load_config_with_overrides
-from latentsync.training.cli import COMMON_FLAGS, flag_overrides, run_training_main, training_parser
+from latentsync.paths import CHECKPOINTS_DIR, CONFIGS_DIR, WHISPER_BY_WIDTH
+from latentsync.training.checkpoints import load_training_state, seed_processes
+from latentsync.training.cli import COMMON_FLAGS, config_from_args, parse_training_args, run_training_main, training_parser
+from latentsync.training.config import TOOLKIT_KEYS, Key, keys_from_signature
 from latentsync.training.loop import DebugRecorder
 from latentsync.training.run import LoopSettings, TrainingRun
 from latentsync.training.setup import (
@@ -58,86 +58,72 @@ from latentsync.whisper.audio2feature import Audio2Feature
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "configs/unet/stage1.yaml"
-REQUIRED_KEYS = (
-    "model.in_channels", "model.cross_attention_dim",
-    "ckpt.save_ckpt_steps",
-    "data.train_output_dir", "data.batch_size", "data.num_frames", "data.resolution", "data.mask_image_path",
-    "data.audio_feat_length", "data.video_fps", "data.audio_sample_rate",
-    "optimizer.lr",
-    "run.max_train_steps", "run.seed", "run.pixel_space_supervise", "run.use_syncnet", "run.recon_loss_weight",
-    "run.sync_loss_weight", "run.perceptual_loss_weight", "run.trepa_loss_weight", "run.use_mixed_noise",
-    "run.mixed_noise_alpha",
-)
-# Keys a config may leave out (with their defaults); any other override must name an existing key.
-OPTIONAL_KEYS = {
-    "data.train_fileslist": "",
-    "data.train_data_dir": "",
-    "data.val_fileslist": "",
-    "data.val_data_dir": "",
-    "data.num_val_samples": 8,
-    "data.val_video_path": "",
-    "data.val_audio_path": "",
-    "data.val_face_detector": "auto",
-    "data.syncnet_config_path": "configs/syncnet/syncnet_16_pixel_attn.yaml",
-    "data.audio_embeds_cache_dir": "",
-    "data.audio_mel_cache_dir": "",
-    "data.audio_config": "configs/audio.yaml",
-    "data.vae_path": "checkpoints/sd-vae-ft-mse",
-    "data.whisper_path": "",  # default: checkpoints/whisper/tiny.pt or small.pt by model.cross_attention_dim
-    "data.scheduler_config_dir": "configs",
-    "data.num_workers": 0,
-    "data.frame_cache_size": 0,
-    "data.gradient_accumulation_steps": 1,
-    "optimizer.max_grad_norm": 1.0,
-    "optimizer.weight_decay": 1e-2,
-    "optimizer.lr_scheduler": "constant",
-    "optimizer.lr_warmup_steps": 0,
-    "optimizer.scale_lr": False,
-    "optimizer.use_8bit_adam": False,  # bitsandbytes AdamW8bit (CUDA): optimizer states in a quarter of the memory
-    "ckpt.init_ckpt_path": "",
-    "ckpt.resume_ckpt_path": "latest",
-    "ckpt.keep_last_n": 0,
-    "ckpt.syncnet_ckpt_path": "",  # default: the SyncNet config's ckpt.inference_ckpt_path
-    "ckpt.lpips_vgg_path": "checkpoints/auxiliary/vgg16-397923af.pth",
-    "ckpt.videomae_path": "checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth",
+DEFAULT_CONFIG = str(CONFIGS_DIR / "unet" / "stage1.yaml")
+SCHEMA = {
+    **TOOLKIT_KEYS,
+    **keys_from_signature(UNet3DConditionModel.__init__, "model.", required=("in_channels", "cross_attention_dim")),
+    "data.mask_image_path": Key("path"),
+    "data.audio_feat_length": Key("list"),
+    "data.num_val_samples": Key("int", 8, low=1),
+    "data.val_video_path": Key("path", "", changeable=True),  # rendered at each validation ("" = none)
+    "data.val_audio_path": Key("path", "", changeable=True),
+    "data.val_face_detector": Key("str", "auto", choices=("auto", "insightface", "mediapipe"), changeable=True),
+    "data.syncnet_config_path": Key("path", "configs/syncnet/syncnet_16_pixel_attn.yaml"),
+    "data.audio_embeds_cache_dir": Key("path", "", changeable=True),
+    "data.whisper_path": Key("path", ""),  # "": checkpoints/whisper/tiny.pt or small.pt by model.cross_attention_dim
+    "data.scheduler_config_dir": Key("path", "configs"),
+    "optimizer.scale_lr": Key("bool", False),
+    "optimizer.use_8bit_adam": Key("bool", False),  # bitsandbytes AdamW8bit (CUDA): optimizer states in a quarter of the memory
+    "ckpt.init_ckpt_path": Key("path", "", changeable=True),  # starting weights of a new run (unused when resuming)
+    "ckpt.syncnet_ckpt_path": Key("path", ""),  # "": the SyncNet config's ckpt.inference_ckpt_path
+    "ckpt.lpips_vgg_path": Key("path", "checkpoints/auxiliary/vgg16-397923af.pth"),
+    "ckpt.videomae_path": Key("path", "checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth"),
     # The evaluation's sync confidence of each validation video, when its scorer and these files exist.
-    "ckpt.sync_conf_syncnet_path": "checkpoints/auxiliary/syncnet_v2.model",
-    "ckpt.sync_conf_s3fd_path": "checkpoints/auxiliary/sfd_face.pth",
-    "run.trainable_modules": None,  # parameter-name fragments to train; None trains everything
-    "run.enable_gradient_checkpointing": False,
-    "run.mixed_precision_training": False,
-    "run.mixed_precision": "fp16",  # what "mixed precision" means on CUDA: fp16 (+ grad scaler) or bf16
-    "run.audio_dropout_prob": 0.0,
-    "run.allow_random_init_backbones": False,
-    "run.trepa_dims": None,  # VideoMAE-v2 size overrides (random-init proofs); None = ViT-g
-    "run.max_train_epochs": -1,
-    "run.validation_steps": 0,  # 0: validate when a checkpoint is saved
-    "run.guidance_scale": 1.5,
-    "run.inference_steps": 20,
-    "run.device": "auto",
-    "run.max_train_minutes": 0,
-    "run.max_nonfinite_in_a_row": 10,
-    "run.log_with": "auto",  # accelerate trackers: auto = TensorBoard when installed, "" = none
+    "ckpt.sync_conf_syncnet_path": Key("path", "checkpoints/auxiliary/syncnet_v2.model", changeable=True),
+    "ckpt.sync_conf_s3fd_path": Key("path", "checkpoints/auxiliary/sfd_face.pth", changeable=True),
+    "run.max_train_steps": Key("int", low=-1, changeable=True),  # -1: run.max_train_epochs worth
+    "run.max_train_epochs": Key("int", -1, low=-1, changeable=True),
+    "run.validation_steps": Key("int", 0, low=0, changeable=True),  # 0: validate when a checkpoint is saved
+    "run.pixel_space_supervise": Key("bool"),
+    "run.use_syncnet": Key("bool"),
+    "run.recon_loss_weight": Key("float", low=0),
+    "run.sync_loss_weight": Key("float", low=0),
+    "run.perceptual_loss_weight": Key("float", low=0),
+    "run.trepa_loss_weight": Key("float", low=0),
+    "run.use_mixed_noise": Key("bool"),
+    "run.mixed_noise_alpha": Key("float", low=0),
+    "run.trainable_modules": Key("list", None, nullable=True),  # parameter-name fragments to train; null: all
+    "run.enable_gradient_checkpointing": Key("bool", False, changeable=True),
+    "run.mixed_precision": Key("str", "fp16", choices=("fp16", "bf16"), changeable=True),  # on CUDA (+ grad scaler for fp16)
+    "run.audio_dropout_prob": Key("float", 0.0, low=0, high=1),
+    "run.allow_random_init_backbones": Key("bool", False),
+    "run.trepa_dims": Key("mapping", None, nullable=True),  # VideoMAE-v2 size overrides (random-init proofs); null: ViT-g
+    "run.guidance_scale": Key("float", 1.5, low=1, changeable=True),  # of the rendered validation video
+    "run.inference_steps": Key("int", 20, low=1, changeable=True),
+    "run.log_with": Key("str", "auto", changeable=True),  # accelerate trackers: auto = TensorBoard when installed, "" = none
 }
+FLAGS = {**COMMON_FLAGS, "init_ckpt_path": "ckpt.init_ckpt_path"}
 VALIDATION_SEED = 20_240_817  # validation draws: the same at every validation, unlike any training draw
 
 
 # --------------------------------------------------------------------------- parse, config
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = training_parser("Train the LatentSync U-Net (launch with torchrun for several processes)", DEFAULT_CONFIG)
     parser.add_argument("--unet_config_path", dest="config_path", default=argparse.SUPPRESS,
                         help="the reference's name for --config_path")
     parser.add_argument("--init_ckpt_path", help="overrides ckpt.init_ckpt_path: the starting weights of a new run")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parse_training_args(parser(), argv)
 
 
 def load_training_config(args: argparse.Namespace) -> DictConfig:
-    """The YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
-    overrides = flag_overrides(args, {**COMMON_FLAGS, "init_ckpt_path": "ckpt.init_ckpt_path"})
-    return load_config_with_overrides(args.config_path, REQUIRED_KEYS, OPTIONAL_KEYS, overrides)
+    """The checked YAML config with defaults for optional keys and the CLI overrides applied; read-only."""
+    return config_from_args(args, SCHEMA, FLAGS)
 
 
 # --------------------------------------------------------------------------- build
@@ -207,8 +193,9 @@ def best_metric(settings: StepSettings, scores_sync_confidence: bool) -> tuple[s
     return ("sync", "min") if settings.use_syncnet else ("loss", "min")
 
 
-def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
-    """Accelerator, UNet (initial or resumed), optimizer, frozen networks, data and output folders."""
+def build(config: DictConfig, debug_dump_dir: str | None = None, resume: str | None = None) -> UNetRun:
+    """Accelerator, UNet (initial, or resumed from the weights file ``resume``), optimizer, frozen networks, data
+    and output folders."""
     data, run_config = config.data, config.run
     log_with = trackers(run_config.log_with)
     accelerator = build_accelerator(
@@ -219,7 +206,6 @@ def build(config: DictConfig, debug_dump_dir: str | None = None) -> UNetRun:
     set_seed(run_config.seed)  # same initial weights on every rank
     unet = UNet3DConditionModel.from_config(to_container(config.model))
     output_dir = data.train_output_dir
-    resume = resolve_resume_path(config.ckpt.resume_ckpt_path, output_dir)
     if resume is None and config.ckpt.init_ckpt_path:
         load_initial_weights(unet, config.ckpt.init_ckpt_path)
     patterns = list(run_config.trainable_modules) if run_config.trainable_modules else None
@@ -377,7 +363,7 @@ def render_validation_video(run: UNetRun, unet: UNet3DConditionModel) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_training_main(argv, parse_args, load_training_config, build, training_losses, validate)
+    return run_training_main(argv, parser(), SCHEMA, build, training_losses, validate, FLAGS)
 
 
 if __name__ == "__main__":

@@ -84,8 +84,10 @@ def test_lpips_with_random_trunk_is_logged_loudly_zero_for_identical_frames_lowe
 
     with pytest.raises(CheckpointError, match="setup_env.sh --with-training"):
         load_lpips_vgg(tmp_path / "vgg16-397923af.pth")
+    with pytest.raises(CheckpointError, match="vgg16-397923af.pth not found|not found: .*vgg16"):
+        load_lpips_vgg(tmp_path / "vgg16-397923af.pth", allow_random_init=True)  # set but missing: always an error
     with caplog.at_level("WARNING"):
-        model = load_lpips_vgg(tmp_path / "vgg16-397923af.pth", allow_random_init=True)
+        model = load_lpips_vgg("", allow_random_init=True)
     assert "RANDOMLY INITIALISED" in caplog.text
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 

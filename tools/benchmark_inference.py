@@ -71,10 +71,12 @@ def make_inputs(folder: str, seconds: float, size: tuple[int, int]) -> tuple[str
 
 
 class StageClock:
-    """Seconds spent per stage, accumulated by wrappers around the pipeline's calls."""
+    """Seconds spent per stage, accumulated by wrappers around the pipeline's calls; ``spans`` holds each
+    stage's first start and last end (``time.perf_counter`` values)."""
 
     def __init__(self, synchronize: Callable[[], None]) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.spans: dict[str, tuple[float, float]] = {}
         self.synchronize = synchronize  # waits for the device, so its work is charged to the right stage
 
     def wrap(self, stage: str, function: Callable) -> Callable:
@@ -86,7 +88,9 @@ class StageClock:
                 return function(*args, **kwargs)
             finally:
                 self.synchronize()
-                self.seconds[stage] += time.perf_counter() - start
+                end = time.perf_counter()
+                self.seconds[stage] += end - start
+                self.spans[stage] = (self.spans.get(stage, (start, end))[0], end)
 
         return timed
 

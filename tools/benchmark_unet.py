@@ -4,10 +4,14 @@
 for a real config (``stage2.yaml`` = 1.5 at 256 px, ``stage2_512.yaml`` = 1.6 at 512 px) in
 several set-ups, each written as ``+``-joined words: a dtype (fp32, fp16, bf16), an SDPA
 backend (math, flash, efficient, cudnn; none = PyTorch's choice), ``cl`` (channels-last
-weights), ``compile`` (``torch.compile``), ``dc<N>`` (deep cache, full deep blocks every N
+weights), ``compile`` (``torch.compile``), ``graph`` (the forward captured once as a CUDA graph
+and replayed: no per-kernel launch cost), ``dc<N>`` (deep cache, full deep blocks every N
 steps: the row is the mean over N steps). Each row gives ms per step and the achieved TFLOP/s
 (the full forward's FLOPs, counted by ``FlopCounterMode``, over the time) against the
-device's matmul peak measured in the same run. ``--compare-upstream PATH`` also runs the
+device's matmul peak measured in the same run; a set-up that cannot run here (a backend without
+a kernel for this input, CUDA graphs on a CPU) is reported as such and the others still run.
+``--weights`` times an existing ``{"state_dict", ...}`` file instead of fresh random weights;
+``--json`` also writes the rows to a file. ``--compare-upstream PATH`` also runs the
 UNet code of an upstream LatentSync checkout on the same weights and input (in a child
 process whose ``sys.path`` holds the checkout and not this project) and prints the ratio.
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import math
 import os
 import statistics
@@ -65,6 +70,7 @@ class Setup:
     attention: str = "default"
     channels_last: bool = False
     compile: bool = False
+    graph: bool = False
     deepcache: int = 0
 
     @classmethod
@@ -79,13 +85,17 @@ class Setup:
                 setup = replace(setup, channels_last=True)
             elif word == "compile":
                 setup = replace(setup, compile=True)
+            elif word == "graph":
+                setup = replace(setup, graph=True)
             elif word.startswith("dc") and word[2:].isdigit() and int(word[2:]) >= 1:
                 setup = replace(setup, deepcache=int(word[2:]))
             else:
                 raise argparse.ArgumentTypeError(
                     f"unknown set-up word {word!r} in {spec!r}: use {', '.join(DTYPES)}, "
-                    f"{', '.join(ATTENTION[1:])}, cl, compile, dc<N>"
+                    f"{', '.join(ATTENTION[1:])}, cl, compile, graph, dc<N>"
                 )
+        if setup.graph and (setup.compile or setup.deepcache):
+            raise argparse.ArgumentTypeError(f"{spec!r}: graph replays the plain forward; it takes no compile or dc<N>")
         return setup
 
     @property
@@ -94,6 +104,7 @@ class Setup:
         words += [self.attention] if self.attention != "default" else []
         words += ["cl"] if self.channels_last else []
         words += ["compile"] if self.compile else []
+        words += ["graph"] if self.graph else []
         words += [f"dc{self.deepcache}"] if self.deepcache else []
         return "+".join(words)
 
@@ -102,7 +113,7 @@ def default_setups(device: torch.device) -> list[Setup]:
     """Each option alone against the device's inference dtype (the first row is the baseline)."""
     if device.type == "cuda":
         specs = ["fp16", "fp16+math", "fp16+flash", "fp16+efficient", "fp16+cudnn", "fp16+cl", "fp16+dc3",
-                 "fp16+compile", "bf16", "fp32"]
+                 "fp16+compile", "fp16+graph", "bf16", "fp32"]
     else:
         specs = ["fp32", "fp32+math", "fp32+cl", "fp32+dc3", "bf16"]
     return [Setup.parse(s) for s in specs]
@@ -168,8 +179,9 @@ def forward_flops(unet: nn.Module, inputs: dict) -> int:
 # --------------------------------------------------------------------------- the model and its input
 
 
-def random_weights_file(config_path: str, folder: str, seed: int) -> str:
-    """Build the UNet of ``config_path`` with random weights and save them in the official format.
+def random_weights_file(config_path: str, folder: str, seed: int, device: torch.device | str = "cpu") -> str:
+    """Build the UNet of ``config_path`` with random weights (drawn on ``device``) and save them in the
+    official format.
 
     The initialiser leaves ``conv_in``, ``conv_out`` and the motion modules' output projections at
     zero; they get small random values so every block contributes to the output.
@@ -178,7 +190,8 @@ def random_weights_file(config_path: str, folder: str, seed: int) -> str:
     from latentsync.models.unet import UNet3DConditionModel
 
     torch.manual_seed(seed)
-    unet = UNet3DConditionModel.from_config_file(config_path)
+    with torch.device(device):
+        unet = UNet3DConditionModel.from_config_file(config_path)
     with torch.no_grad():
         for param in unet.parameters():
             if not param.any():
@@ -236,6 +249,8 @@ def time_setup(
 
     with torch.no_grad(), attention_backend(setup.attention):
         output = forward().float().cpu()
+        if setup.graph:
+            forward = captured_graph(forward, device)
         if not setup.deepcache:
             return time_calls(forward, device, repeats, warmup), output
         cache = DeepFeatureCache(unet, setup.deepcache)
@@ -247,6 +262,34 @@ def time_setup(
 
         times = time_calls(cycle, device, repeats, warmup)
     return [t / setup.deepcache for t in times], output
+
+
+def captured_graph(forward, device: torch.device):
+    """``forward`` recorded once as a CUDA graph (after warm-up on a side stream); returns its replay.
+
+    The inputs stay where they are, so each replay recomputes the same step from the same tensors.
+    """
+    if device.type != "cuda":
+        raise SetupUnavailable("CUDA graphs need a CUDA device")
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            forward()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_output = forward()
+
+    def replay():
+        graph.replay()
+        return static_output
+
+    return replay
+
+
+class SetupUnavailable(RuntimeError):
+    """A set-up this device cannot run (reported as a row, the other set-ups still run)."""
 
 
 # --------------------------------------------------------------------------- upstream
@@ -331,32 +374,53 @@ def forward_main(args: argparse.Namespace) -> None:
 
     inputs = make_inputs(model_config, args.frames, resolution, args.seed)
     peaks = {dtype: matmul_peak_tflops(device, DTYPES[dtype]) for dtype in dict.fromkeys(s.dtype for s in setups)}
-    rows = []
+    rows, report = [], []
+
+    def save() -> None:  # after every row, so that a run stopped early keeps what it measured
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"flops": flops, "config": args.config, "frames": args.frames, "resolution": resolution,
+                           "rows": report}, f, indent=1)
+
     with tempfile.TemporaryDirectory(prefix="latentsync-bench-unet-") as folder:
-        weights = random_weights_file(args.config, folder, args.seed)
+        weights = args.weights or random_weights_file(args.config, folder, args.seed)
         flops = forward_flops(our_unet(args.config, weights), inputs)
         print(f"one forward: {flops / 1e12:.4g} TFLOP; matmul peak: "
               + ", ".join(f"{k} {v:.4g} TFLOP/s" for k, v in peaks.items()))
         for setup in setups:
-            unet = nn.Module.to(our_unet(args.config, weights), device, DTYPES[setup.dtype])
-            times, output = time_setup(unet, setup, inputs_to(inputs, device, DTYPES[setup.dtype]), device,
-                                       args.repeats, args.warmup)
+            try:
+                unet = nn.Module.to(our_unet(args.config, weights), device, DTYPES[setup.dtype])
+                times, output = time_setup(unet, setup, inputs_to(inputs, device, DTYPES[setup.dtype]), device,
+                                           args.repeats, args.warmup)
+            except (SetupUnavailable, RuntimeError) as err:  # e.g. "No available kernel" for a forced backend
+                message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                print(f"{setup.label:24s} cannot run here: {message}", flush=True)
+                report.append({"setup": setup.label, "error": message})
+                save()
+                continue
+            finally:
+                unet = None
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             rows.append((setup.label, min(times), output))
             # The peak is measured again beside each row and the best kept: a busy moment would understate it.
             peaks[setup.dtype] = max(peaks[setup.dtype], matmul_peak_tflops(device, DTYPES[setup.dtype]))
-            print_row(rows[-1], rows[0], flops, peaks[setup.dtype])
-            del unet
-            gc.collect()
-        if args.compare_upstream:
+            report.append(print_row(rows[-1], rows[0], flops, peaks[setup.dtype]))
+            save()
+        if args.compare_upstream and rows:
             compare_upstream(args, model_config, inputs, weights, device, rows, folder)
 
 
-def print_row(row, baseline, flops: int, peak: float) -> None:
+def print_row(row, baseline, flops: int, peak: float) -> dict:
     label, seconds, output = row
     tflops = flops / seconds / 1e12
     diff = (output - baseline[2]).abs().max().item()
     print(f"{label:24s} {seconds * 1e3:10.1f} ms/step  {tflops:8.4f} TFLOP/s  {100 * tflops / peak:5.1f}% of peak  "
           f"x{baseline[1] / seconds:5.2f} vs {baseline[0]}  max|diff| {diff:.3g}", flush=True)
+    return {"setup": label, "ms": seconds * 1e3, "tflops": tflops, "peak_tflops": peak,
+            "percent_of_peak": 100 * tflops / peak, "speedup": baseline[1] / seconds, "baseline": baseline[0],
+            "max_diff": diff}
 
 
 def compare_upstream(args, model_config, inputs, weights, device, rows, folder) -> None:
@@ -396,24 +460,15 @@ def compare_upstream(args, model_config, inputs, weights, device, rows, folder) 
 
 
 def build_pipeline(config_path: str, device: torch.device, dtype: torch.dtype):
-    from diffusers import AutoencoderKL
-
     from latentsync.config import load_config, to_container
     from latentsync.models.unet import UNet3DConditionModel
     from latentsync.pipelines.loading import assemble_pipeline
+    from tools.tiny_models import SD_VAE_WIDTHS
+    from tools.train_tiny_vae import build_vae
 
     with torch.device(device):
         unet = UNet3DConditionModel.from_config(to_container(load_config(config_path).model))
-        # SD's VAE: four levels of 128/256/512/512 channels, 4 latent channels (the diffusers defaults otherwise).
-        vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-            scaling_factor=0.18215,
-        )
+        vae = build_vae(512, SD_VAE_WIDTHS, layers_per_block=2, groups=32)  # SD's VAE
     # Random, non-zero weights everywhere (a fresh UNet has zero conv_in/conv_out).
     for module in (unet.conv_in, unet.conv_out):
         torch.nn.init.normal_(module.weight, std=0.02)
@@ -551,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--warmup", type=int, default=0,
                        help="untimed forwards besides the first, whose output is kept (compile: 2 or more)")
     group.add_argument("--compare-upstream", metavar="PATH", help="an upstream LatentSync checkout to time too")
+    group.add_argument("--weights", help="a {'state_dict', ...} file of --config's UNet (default: random weights)")
+    group.add_argument("--json", help="also write the rows (and errors) to this JSON file, after each row")
     group.add_argument("--rounds", type=int, default=3, help="upstream/ours timing pairs with --compare-upstream")
     group = parser.add_argument_group("clip")
     group.add_argument("--steps", type=int, default=20)

@@ -15,6 +15,9 @@ Output (``OUT`` is ``--output_dir``)::
 The ``high_visual_quality`` folder and ``<name>_NNN.mp4`` names match the last stage of
 ``preprocess/data_processing_pipeline.py`` (segments of one source video are numbered).
 Dev helper: ``python -m tools.make_synthetic_dataset --output_dir data/synthetic``.
+
+``--raw N`` writes, instead, N raw videos for that pipeline: ``OUT/talk_NNN.mp4``, the whole rendered
+frame (unaligned, gently moving) with its speech, at least ``RAW_MIN_SECONDS`` long.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ ALIGN_CENTER_X = 0.508
 ALIGN_TOP = 0.166
 ALIGN_SIDE = 0.45
 SPLIT_FIRST_ID = {"train": 0, "val": 1000}
+RAW_MIN_SECONDS = 6.0  # the pipeline keeps shots of 5 s or more
 
 # Sentences of varied rhythm; train and val draw from disjoint halves.
 SENTENCES = (
@@ -221,6 +225,31 @@ def make_clip(spec: ClipSpec, path: str, render_size: int = 256) -> dict:
     return {"path": os.path.abspath(path), "seconds": len(audio) / SAMPLE_RATE, "num_frames": len(envelope), **asdict(spec)}
 
 
+def make_raw_video(spec: ClipSpec, path: str, size: int = 256) -> dict:
+    """One raw talking-head video (what a camera gives: unaligned, with its speech), silence-padded to
+    ``RAW_MIN_SECONDS``, written atomically; its metadata."""
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = synthesise_speech(spec, tmp)
+        audio = np.pad(audio, (0, max(0, int(RAW_MIN_SECONDS * SAMPLE_RATE) - len(audio))))
+        with atomic_output(path) as out:
+            write_talking_video(out, audio, fps=FPS, size=(size, size), mouth_envelope=mouth_envelope(audio),
+                                seed=spec.motion_seed)
+    return {"path": os.path.abspath(path), "seconds": len(audio) / SAMPLE_RATE, **asdict(spec)}
+
+
+def make_raw_set(output_dir: str, count: int, seed: int = 0, size: int = 256) -> list[str]:
+    """``count`` raw videos ``output_dir/talk_NNN.mp4`` (existing ones are kept); their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for k, spec in enumerate(draw_specs("train", count, seed, sentences_per_clip=(2, 2))):
+        path = os.path.join(output_dir, f"talk_{k:03d}.mp4")
+        if not os.path.isfile(path):
+            make_raw_video(spec, path, size)
+            logger.info("raw video %d/%d: %s", k + 1, count, path)
+        paths.append(path)
+    return paths
+
+
 def _make_clip_job(job: tuple[ClipSpec, str, int]) -> dict:
     spec, path, render_size = job
     if os.path.isfile(path):  # resumable: clips already written are kept
@@ -262,8 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="clips rendered in parallel")
     parser.add_argument("--render_size", type=int, default=256, help="size the photo is rendered at before alignment")
+    parser.add_argument("--raw", type=int, default=0, metavar="N",
+                        help="write N raw (unaligned) talking-head videos for data_processing_pipeline.sh instead")
     args = parser.parse_args(argv)
     configure_logging()
+    if args.raw:
+        paths = make_raw_set(args.output_dir, args.raw, args.seed, args.render_size)
+        logger.info("wrote %d raw videos under %s", len(paths), args.output_dir)
+        return 0
     paths = make_dataset(args.output_dir, args.num_train, args.num_val, args.seed, args.workers, args.render_size)
     logger.info("wrote %d train and %d val clips under %s", len(paths["train"]), len(paths["val"]), args.output_dir)
     return 0

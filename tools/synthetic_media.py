@@ -86,6 +86,22 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAM
         wavfile.write(tmp, sample_rate, pcm)
 
 
+def burst_audio(seconds: float, seed: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited noise switched on and off in random syllable-length bursts, float32 in [-0.5, 0.5]."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    gate = np.zeros(n, np.float32)
+    t = 0
+    while t < n:
+        length = int(rng.uniform(0.08, 0.3) * sample_rate)
+        if rng.random() < 0.6:
+            gate[t : t + length] = rng.uniform(0.3, 1.0)
+        t += length
+    noise = rng.standard_normal(n).astype(np.float32)
+    smooth = np.convolve(noise, np.ones(8, np.float32) / 8, mode="same")
+    return (0.5 * gate * smooth / max(1e-6, np.abs(smooth).max())).astype(np.float32)
+
+
 def num_video_frames(num_samples: int, fps: float = 25, sample_rate: int = SAMPLE_RATE) -> int:
     """Frames needed to cover ``num_samples`` of audio: ceil(duration * fps)."""
     return max(1, int(np.ceil(num_samples * fps / sample_rate - 1e-9)))

@@ -1,19 +1,27 @@
-"""Tiny random-weight models written in the official on-disk formats, for CPU tests and benchmarks.
+"""Tiny random-weight models written in the official on-disk formats, for CPU tests, benchmarks and the
+README's walked example.
 
 Each builder writes what :func:`latentsync.pipelines.loading.load_pipeline` reads in production,
 so tests and tools exercise the real loading code: a UNet ``{"state_dict", "global_step"}``
 checkpoint plus its YAML config, an openai-whisper checkpoint, and a diffusers ``AutoencoderKL``
-folder (``save_pretrained``). The tests' session fixture lives in ``tests/tiny_models.py``.
+folder (``save_pretrained``); :func:`tools.eval_models.write_auxiliary` adds the evaluation's model files
+(``checkpoints/auxiliary`` layout). The tests' session fixture lives in ``tests/tiny_models.py``.
+
+    python -m tools.tiny_models --out debug/example/models    # unet/ whisper/tiny.pt vae/ auxiliary/
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+
+from tools.eval_models import write_auxiliary
 
 WHISPER_WIDTH = 64  # n_audio_state of the tiny whisper (and of the tests' golden random checkpoint)
 # A whisper "tiny" with a 64-wide, 4-block encoder and a vestigial decoder (never used here).
@@ -21,6 +29,12 @@ TINY_WHISPER_DIMS = {
     "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": WHISPER_WIDTH, "n_audio_head": 4, "n_audio_layer": 4,
     "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 4, "n_text_head": 1, "n_text_layer": 1,
 }
+# openai-whisper's "tiny" (what LatentSync's stage2 configs read: 384-wide features), for real-size checks.
+WHISPER_TINY_DIMS = {
+    "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
+    "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
+}
+SD_VAE_WIDTHS = (128, 256, 512, 512)  # block_out_channels of Stable Diffusion's VAE (sd-vae-ft-mse)
 TRANSPARENT_WHISPER_GAIN = 10.0  # random conv features are ~0.05 in size; real Whisper's are O(1)
 TINY_RESOLUTION = 64  # face crop side in pixels; latents are 8x8 with the VAE's factor 8
 
@@ -99,9 +113,12 @@ def write_unet(folder: Path, seed: int = 0, resolution: int = TINY_RESOLUTION) -
     return config_path, ckpt_path
 
 
-def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, transparent: bool = False) -> Path:
-    """An openai-whisper checkpoint (dims + model_state_dict, fp16) of width 64 at ``folder/tiny.pt``:
-    a copy of ``source`` if given, else random weights.
+def write_whisper(
+    folder: Path, source: Path | None = None, seed: int = 0, transparent: bool = False, dims: dict | None = None
+) -> Path:
+    """An openai-whisper checkpoint (dims + model_state_dict, fp16) at ``folder/tiny.pt``: a copy of
+    ``source`` if given, else random weights of ``dims`` (default: 64 wide; :data:`WHISPER_TINY_DIMS`
+    is the real "tiny").
 
     ``transparent`` stands in for a trained Whisper where learning is measured (tools/prove_unet.sh):
     a random encoder's features vary over time mostly through its sinusoidal positional embedding,
@@ -117,8 +134,9 @@ def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, trans
         return target
     from whisper.model import ModelDimensions, Whisper
 
+    dims = dict(dims or TINY_WHISPER_DIMS)
     torch.manual_seed(seed)
-    model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS))
+    model = Whisper(ModelDimensions(**dims))
     if transparent:
         encoder = model.encoder
         with torch.no_grad():
@@ -130,7 +148,7 @@ def write_whisper(folder: Path, source: Path | None = None, seed: int = 0, trans
             encoder.conv2.weight.mul_(TRANSPARENT_WHISPER_GAIN)
             encoder.conv2.bias.mul_(TRANSPARENT_WHISPER_GAIN)
     state = model.half().state_dict()
-    torch.save({"dims": dict(TINY_WHISPER_DIMS), "model_state_dict": state}, target)
+    torch.save({"dims": dims, "model_state_dict": state}, target)
     return target
 
 
@@ -155,6 +173,15 @@ def write_vae(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def write_sd_vae(folder: Path, seed: int = 0) -> Path:
+    """A diffusers ``AutoencoderKL`` folder of Stable Diffusion's size (84M parameters), random weights."""
+    from tools.train_tiny_vae import build_vae
+
+    torch.manual_seed(seed)
+    build_vae(512, SD_VAE_WIDTHS, layers_per_block=2, groups=32).save_pretrained(folder)
+    return folder
+
+
 @dataclass(frozen=True)
 class TinyModels:
     """Paths of a complete tiny model set, laid out like ``checkpoints/``."""
@@ -174,8 +201,26 @@ class TinyModels:
         ]
 
 
-def write_all(folder: Path, seed: int = 0, whisper_source: Path | None = None) -> TinyModels:
+def write_all(
+    folder: Path, seed: int = 0, whisper_source: Path | None = None, transparent_whisper: bool = False
+) -> TinyModels:
     """A complete tiny model set under ``folder``; ``whisper_source`` is copied as the Whisper checkpoint."""
     unet_config, unet_ckpt = write_unet(folder / "unet", seed)
-    whisper_path = write_whisper(folder / "whisper", whisper_source, seed)
+    whisper_path = write_whisper(folder / "whisper", whisper_source, seed, transparent=transparent_whisper)
     return TinyModels(unet_config, unet_ckpt, whisper_path, write_vae(folder / "vae", seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write tiny random-weight models in the official formats.")
+    parser.add_argument("--out", required=True, type=Path, help="folder for unet/, whisper/tiny.pt, vae/ and auxiliary/")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # The transparent Whisper: features that follow the local speech, as a trained one's do (see write_whisper).
+    models = write_all(args.out, args.seed, transparent_whisper=True)
+    write_auxiliary(args.out / "auxiliary", face_everywhere=True)
+    print(f"wrote {models.unet_ckpt}, {models.whisper}, {models.vae} and {args.out / 'auxiliary'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,11 +7,12 @@ import os
 import shutil
 import subprocess
 
-from latentsync.errors import MediaError
+from latentsync.errors import MediaError, StoppedBySignal
 
 logger = logging.getLogger(__name__)
 
 _STDERR_TAIL = 2000  # characters of ffmpeg's stderr kept in error messages
+_SIGNALLED = 255  # ffmpeg's exit status after SIGINT or SIGTERM (it stops cleanly, then exits with this)
 
 
 def ffmpeg_exe() -> str:
@@ -40,8 +41,16 @@ def run_ffmpeg(args: list[str], path: str | os.PathLike, action: str) -> bytes:
     try:
         done = subprocess.run(cmd, capture_output=True, check=True)
     except subprocess.CalledProcessError as err:
+        raise_if_signalled(err.returncode, path)
         stderr = err.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
         if "matches no streams" in stderr:  # a "-map 0:a:0" on a file without audio
             raise MediaError(f"file has no audio stream: {os.fspath(path)!r}") from err
         raise MediaError(f"ffmpeg could not {action} {os.fspath(path)!r}:\n{stderr}") from err
     return done.stdout
+
+
+def raise_if_signalled(returncode: int, path: str | os.PathLike) -> None:
+    """StoppedBySignal when ffmpeg ended because of a signal (killed, or its own exit after SIGINT/SIGTERM):
+    the run is being interrupted, so the file it read must not be judged broken."""
+    if returncode < 0 or returncode == _SIGNALLED:
+        raise StoppedBySignal(f"ffmpeg was stopped by a signal while it read {os.fspath(path)!r}")

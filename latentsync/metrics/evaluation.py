@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from latentsync.cli import ArgumentParser, number
 from latentsync.errors import LatentSyncError, MediaError
 from latentsync.metrics.face_tracks import TrackSettings, track_settings
-from latentsync.metrics.model_files import default_path, require_model_file
+from latentsync.metrics.model_files import default_path, require_model_files
 from latentsync.metrics.fid import FID_DIM, inception_features
 from latentsync.metrics.frechet import FeatureStats, stats_distance
 from latentsync.metrics.fvd import I3D_DIM, FaceCropper, face_clip, i3d_features
@@ -79,8 +80,8 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("SyncNet metric")
     group.add_argument("--syncnet_path", default=default_path("syncnet_v2.model"), help="classic SyncNet weights")
     group.add_argument("--s3fd_path", default=default_path("sfd_face.pth"), help="S3FD face detector weights")
-    group.add_argument("--batch_size", type=int, help="5-frame windows per SyncNet batch (default: by device)")
-    group.add_argument("--vshift", type=int, default=15, help="offsets searched either side of zero, in frames")
+    group.add_argument("--batch_size", type=number(int, 1), help="5-frame windows per SyncNet batch (default: by device)")
+    group.add_argument("--vshift", type=number(int, 1), default=15, help="offsets searched either side of zero, in frames")
     group.add_argument("--sync_protocol", default=DEFAULT_SYNC_PROTOCOL, choices=SYNC_PROTOCOLS,
                        help="upstream: the crops and audio take LatentSync's lossy media route (mp4v crop video, "
                             "JPEG frames), numbers comparable with published ones; clean: decoded crops scored "
@@ -90,8 +91,9 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_sync(args: argparse.Namespace, device: torch.device) -> tuple[SyncScorer, S3FDDetector, TrackSettings]:
     """SyncNet scorer, S3FD detector and tracking settings from :func:`add_sync_arguments` flags."""
-    syncnet = ClassicSyncNet.from_file(require_model_file(args.syncnet_path), device)
-    s3fd = S3FD.from_file(require_model_file(args.s3fd_path), device)
+    require_model_files([args.syncnet_path, args.s3fd_path])
+    syncnet = ClassicSyncNet.from_file(args.syncnet_path, device)
+    s3fd = S3FD.from_file(args.s3fd_path, device)
     scorer = SyncScorer(syncnet, device, args.batch_size or default_batch_size(device), args.vshift)
     return scorer, S3FDDetector(s3fd, device), track_settings(args)
 
@@ -243,9 +245,10 @@ def set_scores(
 
 
 def cli_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
-    """An evaluation CLI's parser: its module docstring as the description, line breaks kept."""
-    return argparse.ArgumentParser(prog=prog, description=description,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    """An evaluation CLI's parser: its module docstring as the description, line breaks kept; a usage
+    mistake is a ConfigError (one ``error:`` line)."""
+    return ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          **kwargs)
 
 
 def device_and_videos(args: argparse.Namespace) -> tuple[torch.device, list[str]]:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import signal
 from tqdm.auto import tqdm
 
+from latentsync.cli import number
 from latentsync.face.tracking import box_iou
 from latentsync.models.s3fd import S3FDDetector
 
@@ -51,7 +52,9 @@ class TrackSettings:
         """One ``--name`` flag per setting, defaulting to the reference's value."""
         group = parser.add_argument_group("face detection and tracking (defaults: the reference's)")
         for field in fields(cls):
-            group.add_argument(f"--{field.name}", type=type(field.default), default=field.default,
+            low, high, kind = _SETTING_RANGE[field.name]
+            group.add_argument(f"--{field.name}", type=number(type(field.default), low, high, odd=kind == "odd",
+                                                               above=kind == "above"), default=field.default,
                                help=_SETTING_HELP[field.name] + " (default: %(default)s)")
 
 
@@ -66,6 +69,21 @@ _SETTING_HELP = {
     "smooth_kernel": "median filter length of the box size and centre (odd)",
     "scene_threshold": "mean HSV change between frames that cuts a shot (0: no shot detection)",
     "min_scene_len": "frames, shortest shot",
+}
+
+
+# (low, high, "above": low excluded | "odd": odd integers only) of each setting's flag
+_SETTING_RANGE = {
+    "conf_threshold": (0, 1, ""),
+    "detect_scale": (0, 1, "above"),
+    "iou_threshold": (0, 1, ""),
+    "min_track": (0, None, ""),
+    "num_failed_det": (0, None, ""),
+    "min_face_size": (0, None, ""),
+    "crop_scale": (0, None, ""),
+    "smooth_kernel": (1, None, "odd"),
+    "scene_threshold": (0, None, ""),
+    "min_scene_len": (1, None, ""),
 }
 
 

@@ -14,8 +14,8 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
-from latentsync.errors import LatentSyncError
-from latentsync.utils.files import atomic_output
+from latentsync.errors import LatentSyncError, OutputError, error_line
+from latentsync.utils.files import atomic_output, check_writable_folder
 from latentsync.utils.logging import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,17 @@ def publish(
     return render(rows, summary, columns)
 
 
-def error_line(err: BaseException) -> str:
-    """A CLI's one ``error:`` line for a failure that stops the whole run."""
-    return "error: " + (" ".join(str(err).split()) or type(err).__name__)
+def check_output(path: str | os.PathLike | None, flag: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: a ``folder`` flag names a folder to
+    write into (created if missing); the others name a file or a file stem, whose folder must accept files."""
+    if not path:
+        return
+    if folder:
+        check_writable_folder(path, flag)
+        return
+    if os.path.isdir(path):
+        raise OutputError(f"{flag} {os.fspath(path)!r} is an existing folder; name a file in it")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
 
 
 def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: TextIO) -> int:

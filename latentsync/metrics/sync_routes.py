@@ -35,7 +35,7 @@ from scipy.io import wavfile
 
 from latentsync.errors import MediaError
 from latentsync.media.audio import INT16_SCALE, SAMPLE_RATE, load_audio
-from latentsync.media.ffmpeg import ffmpeg_exe, ffmpeg_path, run_ffmpeg
+from latentsync.media.ffmpeg import ffmpeg_exe, ffmpeg_path, raise_if_signalled, run_ffmpeg
 from latentsync.media.probe import probe_video
 from latentsync.media.reader import VideoReader
 from latentsync.utils.files import WORK_PREFIX, owned_prefix, remove_stale
@@ -178,6 +178,7 @@ def jpeg_frames(video_path: str, qscale: int | None) -> Iterator[np.ndarray]:
                 process.kill()
             process.wait()
         if process.returncode != 0:
+            raise_if_signalled(process.returncode, video_path)
             stderr.seek(0)
             message = stderr.read().decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
             raise MediaError(f"ffmpeg could not extract JPEG frames from {video_path!r}:\n{message}")

@@ -50,7 +50,7 @@ def load_lpips_vgg(
     """A frozen, eval-mode ``lpips.LPIPS(net="vgg")``; its trunk from ``vgg_weights_path`` (torchvision format)."""
     path = os.fspath(vgg_weights_path) if vgg_weights_path else ""
     present = bool(path) and os.path.isfile(path)
-    if not present and not allow_random_init:
+    if not present and (path or not allow_random_init):  # a path that is set must exist, random init or not
         raise CheckpointError(f"LPIPS VGG16 weights not found: {path or '(no path configured)'}; {FETCH_HINT}")
     model = _empty_lpips_vgg()
     if present:

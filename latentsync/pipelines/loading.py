@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -59,41 +58,36 @@ def download_hint(unet_config_path: str | os.PathLike, filename: str) -> str:
     return f"run `{setup}` or `{command}`"
 
 
-@dataclass(frozen=True)
-class MissingFile:
-    """A model file that is not where the settings say: what it is, where, why, and how to fetch it."""
-
-    what: str  # "UNet checkpoint", "Whisper checkpoint", "VAE folder"
-    path: str
-    problem: str  # "not found", or "a folder" where a file is wanted
-    hint: str  # the commands that fetch it
-
-    def __str__(self) -> str:
-        return f"{self.what} {self.problem} at {self.path!r}: {self.hint}"
-
-
 def missing_model_files(
     unet_config_path: str | os.PathLike,
-    inference_ckpt_path: str | os.PathLike,
-    whisper_path: str | os.PathLike | None,
-    vae_path: str | os.PathLike,
-) -> list[MissingFile]:
-    """Every model file of a UNet config that is missing, in loading order (the UNet config itself must exist)."""
-    config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
-    width = config.model.cross_attention_dim
-    whisper = whisper_path if whisper_path is not None else default_whisper_path(width)
+    inference_ckpt_path: str | os.PathLike | None,
+    whisper_path: str | os.PathLike | None = None,
+    vae_path: str | os.PathLike | None = paths.DEFAULT_VAE_DIR,
+) -> list[str]:
+    """One line per model file that is not where the arguments say, with how to get it, so that one
+    run names them all. ``whisper_path`` None means the default for the UNet's audio width."""
+    width = load_config(unet_config_path, required=("model.cross_attention_dim",)).model.cross_attention_dim
+    released = paths.WHISPER_BY_WIDTH.get(width)
+    if released:
+        whisper_hint = download_hint(unet_config_path, released)
+        whisper_path = whisper_path or default_whisper_path(width)
+    else:  # no release fits: fetching whisper/tiny.pt (384 wide) would not help
+        sizes = ", ".join(f"{name}: {size}" for size, name in paths.WHISPER_BY_WIDTH.items())
+        whisper_hint = (f"no released Whisper model gives the {width}-wide features this UNet takes ({sizes}); "
+                        f"pass --whisper_path with the checkpoint it was trained with")
     wanted = [
-        ("UNet checkpoint", inference_ckpt_path, "latentsync_unet.pt", False),
-        ("Whisper checkpoint", whisper, paths.WHISPER_BY_WIDTH.get(width, "whisper/tiny.pt"), False),
-        ("VAE folder", vae_path, "vae", True),
+        ("UNet checkpoint", inference_ckpt_path, download_hint(unet_config_path, "latentsync_unet.pt"), False),
+        ("Whisper checkpoint", whisper_path, whisper_hint, False),
+        ("VAE folder", vae_path, download_hint(unet_config_path, "vae"), True),
     ]
-    missing = []
-    for what, path, filename, folder in wanted:
-        path = os.fspath(path)
-        if not (os.path.isdir(path) if folder else os.path.isfile(path)):
-            problem = "a folder" if os.path.isfile(path) and folder else "not found"
-            missing.append(MissingFile(what, path, problem, download_hint(unet_config_path, filename)))
-    return missing
+    lines = []
+    for what, path, hint, folder in wanted:
+        if path is None:
+            lines.append(f"{what} not given: {hint}")
+        elif not (os.path.isdir(path) if folder else os.path.isfile(path)):
+            kind = "is a file, not a folder," if folder and os.path.isfile(path) else "not found"
+            lines.append(f"{what} {kind} at {os.fspath(path)!r}: {hint}")
+    return lines
 
 
 def default_whisper_path(audio_width: int) -> str:
@@ -147,13 +141,12 @@ def load_pipeline(
 
     from latentsync.models.unet import UNet3DConditionModel
 
-    missing = missing_model_files(unet_config_path, inference_ckpt_path, whisper_path, vae_path)
-    if missing:
-        raise CheckpointError(str(missing[0]))
     config = load_config(unet_config_path, required=UNET_REQUIRED_KEYS)
     width = config.model.cross_attention_dim
-    if whisper_path is None:
-        whisper_path = default_whisper_path(width)
+    missing = missing_model_files(unet_config_path, inference_ckpt_path, whisper_path, vae_path)
+    if missing:
+        raise CheckpointError("; ".join(missing))
+    whisper_path = whisper_path or default_whisper_path(width)
     mask_path = paths.project_path(config.data.get("mask_image_path") or paths.DEFAULT_MASK_PATH)
     if not mask_path.is_file():
         raise ConfigError(f"{os.fspath(unet_config_path)}: data.mask_image_path {os.fspath(mask_path)!r} does not exist")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BEST_CHECKPOINT = "best_checkpoint.pt"  # in the output folder, beside checkpoints/
-_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)\.pt$")
+_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)\.pt")
 
 
 # --------------------------------------------------------------------------- file names
@@ -52,7 +52,13 @@ def checkpoint_paths(output_dir: str, step: int) -> tuple[str, str]:
 def checkpoint_steps(output_dir: str) -> list[int]:
     """Steps that have a weights file in ``output_dir/checkpoints``."""
     found = glob.glob(os.path.join(glob.escape(output_dir), "checkpoints", "checkpoint-*.pt"))
-    return [int(m.group(1)) for m in (_CHECKPOINT_RE.search(p) for p in found) if m]
+    return [step for step in map(parse_step, found) if step is not None]
+
+
+def parse_step(path: str | os.PathLike) -> int | None:
+    """N of a weights file named ``checkpoint-N.pt`` (None for any other name)."""
+    match = _CHECKPOINT_RE.fullmatch(os.path.basename(path))
+    return int(match.group(1)) if match else None
 
 
 def resolve_resume_path(value: str, output_dir: str) -> str | None:

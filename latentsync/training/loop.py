@@ -14,12 +14,16 @@ shares the loss chart's panel). The loop does the rest, per optimiser step:
 3. clip the gradient norm, step the optimizer and the LR schedule, log the mean loss over ranks;
 4. every ``validation_steps`` (and at the end): validate, chart, keep the best checkpoint;
    every ``save_ckpt_steps`` (and at the end): save weights + training state, prune.
+
+``$LATENTSYNC_KILL_AT_STEP=N`` (for tests of resuming) SIGKILLs every process in the middle of step N,
+after its first backward pass: the state a crash or ``kill -9`` leaves, at a step, not at a time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any, Callable, Mapping
 
@@ -34,6 +38,8 @@ from latentsync.training.run import TrainingRun
 from latentsync.utils.files import atomic_output
 
 logger = get_logger(__name__)
+
+KILL_AT_STEP_ENV = "LATENTSYNC_KILL_AT_STEP"
 
 LossFn = Callable[[TrainingRun, Any], "torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor]]"]
 ValidateFn = Callable[[TrainingRun], Mapping[str, float]]
@@ -52,12 +58,22 @@ def train_loop(run: TrainingRun, compute_loss: LossFn, validate: ValidateFn | No
         accelerator.mixed_precision, accelerator.device, main_process_only=True,
     )
     progress = tqdm(total=max_steps, initial=run.global_step, desc="Steps", disable=not accelerator.is_main_process)
+    try:
+        _optimise(run, compute_loss, validate, progress)
+    finally:
+        progress.close()  # ends the bar's line: an error message after it starts a line of its own
+
+
+def _optimise(run: TrainingRun, compute_loss: LossFn, validate: ValidateFn | None, progress: tqdm) -> None:
+    accelerator, settings = run.accelerator, run.settings
+    max_steps = settings.max_train_steps
     deadline = time.monotonic() + 60 * settings.max_train_minutes if settings.max_train_minutes > 0 else None
     trained = [p for p in run.model.parameters() if p.requires_grad]
     run.model.train()
     micro_losses: list[torch.Tensor] = []
     micro_terms: dict[str, list[torch.Tensor]] = {}
     skip_reason: str | None = None
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
     for batch in run.train_loader:
         with accelerator.accumulate(run.model):
             loss, terms = _split(compute_loss(run, batch))
@@ -65,6 +81,8 @@ def train_loop(run: TrainingRun, compute_loss: LossFn, validate: ValidateFn | No
                 accelerator.backward(loss)
             else:
                 skip_reason = skip_reason or "non-finite loss"
+            if run.global_step + 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             if accelerator.sync_gradients and skip_reason is None:
                 norm = accelerator.clip_grad_norm_(trained, settings.max_grad_norm or float("inf"))
                 if accelerator.scaler is None and norm is not None and not torch.isfinite(norm):
@@ -108,7 +126,6 @@ def train_loop(run: TrainingRun, compute_loss: LossFn, validate: ValidateFn | No
             save_training_state(run)
         if last:
             break
-    progress.close()
 
 
 def record_validation(run: TrainingRun, metrics: Mapping[str, float]) -> None:

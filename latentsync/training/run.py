@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from latentsync.errors import ConfigError
+from latentsync.training.config import TOOLKIT_KEYS
 from latentsync.training.guard import NonFiniteGuard
 from latentsync.training.history import History
 
@@ -35,24 +36,26 @@ class LoopSettings:
     def from_config(cls, config: DictConfig, **overrides: Any) -> "LoopSettings":
         """From the keys both training configs share (see CONFIG_KEYS); ``overrides`` win over the config."""
         values = {}
-        for name, (key, default) in CONFIG_KEYS.items():
+        for name, key in CONFIG_KEYS.items():
             if name in overrides:
                 continue
+            spec = TOOLKIT_KEYS.get(key)
+            default = spec.default if spec is not None and not spec.required else None
             values[name] = OmegaConf.select(config, key, default=default)
-            if values[name] is None:
+            if values[name] is None and name != "max_grad_norm":
                 raise ConfigError(f"the training config lacks '{key}'")
         return cls(**values, **overrides)
 
 
-# LoopSettings field -> (config key, default; None = required).
+# LoopSettings field -> config key (defaults: latentsync.training.config.TOOLKIT_KEYS).
 CONFIG_KEYS = {
-    "max_train_steps": ("run.max_train_steps", None),
-    "validation_steps": ("run.validation_steps", None),
-    "save_ckpt_steps": ("ckpt.save_ckpt_steps", None),
-    "max_grad_norm": ("optimizer.max_grad_norm", 1.0),
-    "max_train_minutes": ("run.max_train_minutes", 0),
-    "keep_last_n": ("ckpt.keep_last_n", 0),
-    "max_nonfinite_in_a_row": ("run.max_nonfinite_in_a_row", 10),
+    "max_train_steps": "run.max_train_steps",
+    "validation_steps": "run.validation_steps",
+    "save_ckpt_steps": "ckpt.save_ckpt_steps",
+    "max_grad_norm": "optimizer.max_grad_norm",
+    "max_train_minutes": "run.max_train_minutes",
+    "keep_last_n": "ckpt.keep_last_n",
+    "max_nonfinite_in_a_row": "run.max_nonfinite_in_a_row",
 }
 
 

@@ -14,7 +14,8 @@ Per batch (see :func:`unet_losses`):
    latent-space SyncNet) against the clip's mel window.
 
 The weighted sum is the loss. Model files are config entries; a missing one stops the run with
-the command that fetches it, unless ``run.allow_random_init_backbones`` (tests and proofs only).
+the command that fetches it. Only an empty entry with ``run.allow_random_init_backbones`` (tests and
+proofs) gives a randomly initialised backbone, logged loudly; a path that is set must exist.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from latentsync.config import load_config, to_container
 from latentsync.errors import CheckpointError, ConfigError
 from latentsync.losses import cosine_loss, lower_half, noise_prediction_loss, perceptual_loss
 from latentsync.models.perceptual import FETCH_HINT, load_lpips_vgg
+from latentsync.paths import from_config
 from latentsync.models.stable_syncnet import StableSyncNet
 from latentsync.models.syncnet_input import load_frozen_vae, syncnet_visual_input, vae_latent_scaling
 from latentsync.pipelines.latents import mask_to_latent_size, one_step_sampling, unet_input, vae_scale, vae_unscale
@@ -133,10 +135,12 @@ def load_sync_judge(
     syncnet_config = load_config(config_path, required=("model", "data.resolution", "data.num_frames"))
     data = to_container(syncnet_config.data)
     path = ckpt_path or syncnet_config.get("ckpt", {}).get("inference_ckpt_path") or ""
+    if path and not ckpt_path:  # the SyncNet config's own entry: relative to that config
+        path = from_config(path, config_path)
     if path and os.path.isfile(path):
         model = StableSyncNet.from_checkpoint(syncnet_config, path, device=device, dtype=dtype, gradient_checkpointing=True)
         return model, data
-    if not allow_random:
+    if path or not allow_random:  # a path that is set but wrong is a mistake, random backbones or not
         raise CheckpointError(f"SyncNet weights not found: {path or '(no path in ' + config_path + ')'}; {FETCH_HINT}")
     _warn_random("SyncNet", path)
     model = StableSyncNet(syncnet_config.model, gradient_checkpointing=True).requires_grad_(False).eval()
@@ -149,7 +153,7 @@ def load_trepa_model(
     """The frozen VideoMAE-v2 of TREPA, with activation checkpointing (it runs with gradients)."""
     if path and os.path.isfile(path):
         return load_videomae(path, dims, device=device, dtype=dtype, gradient_checkpointing=True)
-    if not allow_random:
+    if path or not allow_random:
         raise CheckpointError(f"VideoMAE-v2 weights not found: {path or '(no path configured)'}; {FETCH_HINT}")
     _warn_random("VideoMAE-v2 (TREPA)", path)
     return random_videomae(dims, device=device, dtype=dtype, gradient_checkpointing=True)

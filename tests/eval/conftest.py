@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.data.synthetic_clips import make_clip
-from tests.metrics.eval_fixtures import write_auxiliary
+from tools.eval_models import write_auxiliary
 
 CLIP_SECONDS = 1.6  # 40 frames at 25 fps
 CLIP_SIZE = 256

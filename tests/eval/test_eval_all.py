@@ -71,7 +71,11 @@ def test_eval_all_checks_model_files_before_inference(eval_list, tmp_path, capsy
     code = eval_all.main(["--eval_list", str(eval_list), "--checkpoint", str(tmp_path / "unet.pt"),
                           "--output_dir", str(tmp_path / "out"), "--i3d_path", str(tmp_path / "i3d_torchscript.pt")])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: model file not found") and "auxiliary/i3d_torchscript.pt" in err
+    # Every missing file is named in the one line: here all five scorers' files and the UNet checkpoint.
+    assert code == 1 and err.startswith("error: 5 model files not found") and err.count("\n") == 1, err
+    for name in ("auxiliary/i3d_torchscript.pt", "pt_inception-2015-12-05-6726825d.pth", "koniq_pretrained.pkl",
+                 "syncnet_v2.model", "sfd_face.pth", f"--checkpoint '{tmp_path / 'unet.pt'}' does not exist"):
+        assert name in err, name
     assert not (tmp_path / "out").exists()
 
 

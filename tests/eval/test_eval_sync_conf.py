@@ -52,11 +52,12 @@ def test_both_protocols_end_to_end(auxiliary, clips, tmp_path, capsys):
     assert clean["lse_c"] != upstream["lse_c"] and clean["lse_d"] != upstream["lse_d"]  # the lossy route shows
 
 
-def test_missing_model_file_is_one_error_line(clips, tmp_path, capsys):
-    code = eval_sync_conf.main(["--video_path", str(clips / "clip1.mp4"), "--syncnet_path", str(tmp_path / "syncnet_v2.model")])
+def test_missing_model_files_are_one_error_line(clips, tmp_path, capsys):
+    code = eval_sync_conf.main(["--video_path", str(clips / "clip1.mp4"), "--syncnet_path", str(tmp_path / "syncnet_v2.model"),
+                                "--s3fd_path", str(tmp_path / "sfd_face.pth")])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and err.startswith("error: model file not found")
-    assert "hf download ByteDance/LatentSync-1.6 auxiliary/syncnet_v2.model --local-dir checkpoints" in err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: 2 model files not found")
+    assert "hf download ByteDance/LatentSync-1.6 auxiliary/syncnet_v2.model auxiliary/sfd_face.pth --local-dir checkpoints" in err
 
 
 def test_per_frame_curves_and_drawing(auxiliary, clips, tmp_path, capsys):

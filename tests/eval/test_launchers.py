@@ -1,4 +1,5 @@
-"""Each evaluation script has a .sh launcher (strict bash, arguments passed on) and a --help."""
+"""Each evaluation script has a .sh launcher (strict bash, the project's .venv from any folder, arguments
+passed on) and a --help."""
 
 import importlib
 import subprocess
@@ -15,7 +16,8 @@ def test_launcher_and_help(name, capsys):
     launcher = REPO_ROOT / "eval" / f"{name}.sh"
     text = launcher.read_text()
     assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
-    assert text.rstrip().endswith(f'python -m eval.{name} "$@"') and launcher.stat().st_mode & 0o111
+    assert 'source "$(dirname "${BASH_SOURCE[0]}")/../tools/venv.sh"' in text
+    assert text.rstrip().endswith(f'exec "$LATENTSYNC_PYTHON" -P -m eval.{name} "$@"') and launcher.stat().st_mode & 0o111
     module = importlib.import_module(f"eval.{name}")
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])
@@ -24,9 +26,10 @@ def test_launcher_and_help(name, capsys):
 
 
 def test_launcher_runs_the_script_with_its_arguments(tmp_path):
-    venv_bin = REPO_ROOT / ".venv" / "bin"
-    done = subprocess.run(["bash", str(REPO_ROOT / "eval" / "draw_syncnet_lines.sh"), str(tmp_path / "none.csv"),
-                           "--output", str(tmp_path / "x.png")], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120, env={"PATH": f"{venv_bin}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    # From another folder, with no virtual environment on PATH: the launcher finds the project's .venv.
+    done = subprocess.run(["bash", str(REPO_ROOT / "eval" / "draw_syncnet_lines.sh"), "none.csv",
+                           "--output", "x.png"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == f"error: curves file not found: '{tmp_path / 'none.csv'}'"
+    assert done.stderr.strip().splitlines()[-1] == "error: curves file not found: 'none.csv'"
+    assert list(tmp_path.iterdir()) == []

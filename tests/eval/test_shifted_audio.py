@@ -16,7 +16,7 @@ from latentsync.metrics.face_tracks import TrackSettings
 from latentsync.metrics.sync_confidence import MFCC_PER_FRAME, SAMPLES_PER_FRAME, SyncScorer, mfcc, score_video
 from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.media.mux import mux_audio
-from tests.data.synthetic_clips import burst_audio
+from tools.synthetic_media import burst_audio
 from tools.synthetic_media import write_talking_video, write_wav
 
 SECONDS = 4.0

@@ -1,79 +1,17 @@
-"""Stand-ins for the evaluation model files, in their official formats, and small media for tests.
+"""Videos whose frames say their own index, to check which frames a metric takes.
 
-* ``i3d_torchscript.pt``: a tiny TorchScript video network with the I3D's call signature
-  (``x, rescale, resize, return_features`` -> (B, 400)); the real file cannot be fetched here.
-* ``pt_inception-2015-12-05-6726825d.pth``: torch-fidelity's Inception-v3 key list filled by the
-  golden weight procedure.
-* ``syncnet_v2.model``, ``sfd_face.pth``, ``koniq_pretrained.pkl``: the golden manifests filled.
-
-And videos whose frames say their own index (to check which frames a metric takes).
+(The evaluation's model files in the official layouts are written by ``tools/eval_models.py``.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
-import torch
-from torch import nn
 
 from latentsync.media.writer import VideoWriter
-from tests.golden_weights import golden_state_dict, write_official_file
 
 INDEX_BITS = 8  # vertical stripes of an index-coded frame
-
-OFFICIAL_FILES = {"syncnet_v2": "syncnet_v2.model", "s3fd": "sfd_face.pth", "hyperiqa": "koniq_pretrained.pkl"}
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-
-
-class TinyI3D(nn.Module):
-    """(B, 3, T, H, W) -> (B, 400): pooled 3-D convolution features, deterministic weights."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv3d(3, 16, (3, 7, 7), stride=(1, 4, 4))
-        self.head = nn.Linear(16 * 4, 400)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
-        if rescale:
-            x = x * 2 - 1
-        h = torch.relu(self.conv(x))
-        pooled = torch.nn.functional.adaptive_avg_pool3d(h, (1, 2, 2)).flatten(1)
-        out = self.head(pooled)
-        return out if return_features else out.softmax(-1)
-
-
-def write_tiny_i3d(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(torch.jit.script(TinyI3D().eval()), str(path))
-    return path
-
-
-def write_inception(path: Path) -> Path:
-    """torch-fidelity's Inception-v3 state dict (its key order) with golden-procedure weights."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    with mock.patch("torch.load", return_value={}), mock.patch.object(nn.Module, "load_state_dict"):
-        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
-    manifest = [[key, list(value.shape), str(value.dtype).replace("torch.", "")] for key, value in model.state_dict().items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(golden_state_dict(manifest), path)
-    return path
-
-
-def write_auxiliary(folder: Path, with_inception: bool = True) -> Path:
-    """Every evaluation model file under ``folder`` (the checkpoints/auxiliary layout)."""
-    for name, filename in OFFICIAL_FILES.items():
-        write_official_file(folder / filename, name)
-    write_tiny_i3d(folder / "i3d_torchscript.pt")
-    if with_inception:
-        write_inception(folder / INCEPTION_FILE)
-    return folder
 
 
 def write_index_coded_video(path: Path, count: int, fps: float, size: int = 256) -> Path:

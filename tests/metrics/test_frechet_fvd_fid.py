@@ -14,7 +14,8 @@ from latentsync.metrics.fvd import CLIP_FRAMES, CLIP_START, clip_description, i3
 from latentsync.metrics.image_similarity import psnr, ssim
 from latentsync.metrics.model_files import require_model_file
 from tests.golden_weights import eval_golden
-from tests.metrics.eval_fixtures import coded_indices, write_index_coded_video, write_inception, write_tiny_i3d
+from tests.metrics.eval_fixtures import coded_indices, write_index_coded_video
+from tools.eval_models import write_inception, write_tiny_i3d
 
 CPU = torch.device("cpu")
 

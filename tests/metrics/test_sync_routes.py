@@ -28,7 +28,7 @@ from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.media.ffmpeg import ffmpeg_exe
 from latentsync.utils.files import WORK_PREFIX, owned_prefix
 from tests.data.synthetic_clips import burst_audio
-from tests.golden_weights import write_official_file
+from tools.eval_models import write_official_file
 from tools.synthetic_media import write_talking_video
 
 CPU = torch.device("cpu")

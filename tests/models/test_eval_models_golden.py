@@ -11,7 +11,8 @@ from latentsync.errors import CheckpointError
 from latentsync.models.hyperiqa import HyperNet, target_network
 from latentsync.models.s3fd import S3FD
 from latentsync.models.syncnet_classic import ClassicSyncNet
-from tests.golden_weights import eval_golden, golden_state_dict, write_official_file
+from tests.golden_weights import eval_golden
+from tools.eval_models import golden_state_dict, write_official_file
 
 REL_TOL = 1e-4
 MODELS = {"syncnet_v2": ClassicSyncNet, "s3fd": S3FD, "hyperiqa": HyperNet}

@@ -140,8 +140,8 @@ def test_classic_scorer_is_the_evaluation_metric(processed, tmp_path):
     from latentsync.metrics.sync_confidence import SyncScorer, score_video
     from latentsync.models.s3fd import S3FD, S3FDDetector
     from latentsync.models.syncnet_classic import ClassicSyncNet
-    from preprocess.runner import run_item
-    from tests.golden_weights import write_official_file
+    from preprocess.executors import run_item
+    from tools.eval_models import write_official_file
 
     syncnet_path, s3fd_path = tmp_path / "syncnet_v2.model", tmp_path / "sfd_face.pth"
     write_official_file(syncnet_path, "syncnet_v2")
