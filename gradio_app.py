@@ -416,12 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
+    args.settings = settings  # what --config and the flags make, for serve()
     with made_folder(settings.temp_dir):  # created if missing, like the CLI's; removed at exit if it was
-        return serve(args, settings, auth)
+        return serve(args, auth)
 
 
-def serve(args: argparse.Namespace, settings: InferenceSettings, auth: tuple[str, str] | None) -> int:
-    """Load the models, serve the page until Ctrl+C or SIGTERM, then remove the app's temporary folder."""
+def serve(args: argparse.Namespace, auth: tuple[str, str] | None) -> int:
+    """Load the models (``args.settings``), serve the page until Ctrl+C or SIGTERM, then remove the app's
+    temporary folder."""
+    settings = args.settings
     start_dir = os.getcwd()
     workspace = Workspace(settings.temp_dir)
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache
