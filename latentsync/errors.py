@@ -45,6 +45,10 @@ class OutputError(LatentSyncError):
     """The output cannot be written where asked, or would overwrite one of the inputs."""
 
 
+class StreamError(LatentSyncError, ValueError):
+    """A streaming session was given audio it cannot read, or used after it was closed or finished."""
+
+
 class StoppedBySignal(LatentSyncError):
     """A helper process (ffmpeg) was stopped by a signal: the run is being interrupted, the input is not at fault."""
 

@@ -28,6 +28,13 @@ WHISPER_BY_WIDTH = {384: "whisper/tiny.pt", 768: "whisper/small.pt"}
 DEFAULT_WHISPER = CHECKPOINTS_DIR / WHISPER_BY_WIDTH[384]
 
 
+def avatar_cache_dir() -> Path:
+    """Where streaming sessions keep prepared avatars: ``$XDG_CACHE_HOME/latentsync/avatars``
+    (``~/.cache/latentsync/avatars`` when it is not set)."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache_home) / "latentsync" / "avatars"
+
+
 def project_path(path: str | os.PathLike) -> Path:
     """A path from one of the project's configs: relative ones are taken from the project root."""
     path = Path(os.path.expanduser(os.fspath(path)))

@@ -103,7 +103,8 @@ class InferenceSettings:
         label="Face to sync (-1: largest; 0: leftmost, 1: next...)",
         rule=Rule(lambda v: v >= 0, "counts faces from 0 (left to right)"), allowed=">= 0")
     audio_windows: str = _setting(
-        "Whisper windowing: overlap (no 30 s seams) or upstream (the reference's hard 30 s windows)", WEB_CONTROL,
+        "Whisper windowing: overlap (no 30 s seams), upstream (the reference's hard 30 s windows) or stream "
+        "(a window sliding with the audio, 200 ms look-ahead: what live streaming computes)", WEB_CONTROL,
         label="Audio windows (upstream: the reference's 30 s windows)", choices=WINDOW_MODES)
     scheduler: str = _setting(
         "sampler: ddim, or dpm++ (DPM-Solver++: close to DDIM in half the steps)", WEB_CONTROL,

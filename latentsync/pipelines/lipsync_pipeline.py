@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from latentsync.face.detection import FaceDetector
 from latentsync.face.mask import prepare_masks_and_masked_images
@@ -146,13 +147,25 @@ class LipsyncPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ latents
 
-    def encode_latents(self, pixel_values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """(f, 3, r, r) pixels in [-1, 1] to (1, C, f, r/8, r/8) scaled latents (a posterior sample)."""
+    def encode_posterior(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(f, 3, r, r) pixels in [-1, 1] to the VAE posterior's parameters (f, 2C, r/8, r/8): mean, then log-variance.
+
+        They can be kept (a streaming avatar's cache) and sampled later by :meth:`sample_latents`: the
+        draw is then exactly the one encoding again would give, for the same generator state.
+        """
         pixel_values = pixel_values.to(device=self.vae.device, dtype=self.vae.dtype)
-        latents = self.vae.encode(pixel_values).latent_dist.sample(generator=generator)
+        return self.vae.encode(pixel_values).latent_dist.parameters
+
+    def sample_latents(self, posterior: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A draw from posterior parameters (f, 2C, h, w) as (1, C, f, h, w) scaled latents, by diffusers' own sampler."""
+        latents = DiagonalGaussianDistribution(posterior).sample(generator=generator)
         config = self.vae.config
         latents = vae_scale(latents, config.scaling_factor, config.shift_factor or 0.0)
         return _frames_to_video(latents).to(self.dtype)
+
+    def encode_latents(self, pixel_values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(f, 3, r, r) pixels in [-1, 1] to (1, C, f, r/8, r/8) scaled latents (a posterior sample)."""
+        return self.sample_latents(self.encode_posterior(pixel_values), generator)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(1, C, f, h, w) scaled latents to (f, 3, 8h, 8w) pixels, roughly in [-1, 1]."""
@@ -169,14 +182,30 @@ class LipsyncPipeline(DiffusionPipeline):
     ) -> ClipConditioning:
         """Mask, masked-face and reference latents of a clip of aligned faces (f, r, r, 3) uint8."""
         pixel_values, masked_pixel_values, masks = prepare_masks_and_masked_images(faces, mask)
+        return self.conditioning_from_posteriors(
+            pixel_values, masks, self.encode_posterior(masked_pixel_values), self.encode_posterior(pixel_values),
+            guidance_scale, generator,
+        )
+
+    def conditioning_from_posteriors(
+        self,
+        pixel_values: torch.Tensor,
+        masks: torch.Tensor,
+        masked_posterior: torch.Tensor,
+        reference_posterior: torch.Tensor,
+        guidance_scale: float,
+        generator: torch.Generator | None,
+    ) -> ClipConditioning:
+        """A clip's conditioning from its pixels (f, 3, r, r), keep-masks (f, 1, r, r) and the VAE posterior
+        parameters of its masked and whole faces (:meth:`encode_posterior`, e.g. cached once per avatar)."""
         resolution = pixel_values.shape[-1]
         if resolution % self.vae_scale_factor:
             raise ValueError(f"resolution {resolution} is not a multiple of {self.vae_scale_factor}")
         latent_hw = (resolution // self.vae_scale_factor,) * 2
         mask_latents = _frames_to_video(mask_to_latent_size(masks, latent_hw))
         # Same order as the reference, so draws from ``generator`` line up: masked face, then reference.
-        masked_latents = self.encode_latents(masked_pixel_values, generator)
-        reference_latents = self.encode_latents(pixel_values, generator)
+        masked_latents = self.sample_latents(masked_posterior, generator)
+        reference_latents = self.sample_latents(reference_posterior, generator)
         device = masked_latents.device
         return ClipConditioning(
             mask=guidance.double_for_guidance(mask_latents.to(device=device, dtype=self.dtype), guidance_scale),
@@ -195,11 +224,13 @@ class LipsyncPipeline(DiffusionPipeline):
         audio_embeds: torch.Tensor | None,
         sampling: Sampling,
         generator: torch.Generator | None = None,
+        unet: torch.nn.Module | None = None,
     ) -> torch.Tensor:
         """Run a fresh sampler's timesteps on one clip's latents (1, C, f, h, w).
 
         ``audio_embeds`` (f, 50, D) are the clip's audio tokens; with CFG the null condition is
         all-zero audio. ``sampling.eta`` (DDIM's noise) is refused by samplers without one, unless 0.
+        ``unet``: see :meth:`generate`.
         """
         scheduler = self.make_sampler(sampling)
         step_options = _step_options(scheduler, sampling.eta, generator)
@@ -208,15 +239,16 @@ class LipsyncPipeline(DiffusionPipeline):
             audio_embeds = guidance.with_null_audio(audio_embeds.to(latents.device, self.dtype), scale)
         else:
             audio_embeds = None
+        model = self.unet if unet is None else unet
         cache = DeepFeatureCache(self.unet, sampling.deepcache_interval) if sampling.enable_deepcache else None
         for t in scheduler.timesteps:
             x = scheduler.scale_model_input(guidance.double_for_guidance(latents, scale), t)
             x = unet_input(x, conditioning.mask, conditioning.masked_image_latents, conditioning.reference_latents)
             if cache is None:
-                noise_pred = self.unet(x, t, encoder_hidden_states=audio_embeds).sample
+                noise_pred = model(x, t, encoder_hidden_states=audio_embeds).sample
             else:
                 with cache.step():
-                    noise_pred = self.unet(x, t, encoder_hidden_states=audio_embeds, deep_cache=cache).sample
+                    noise_pred = model(x, t, encoder_hidden_states=audio_embeds, deep_cache=cache).sample
             noise_pred = guidance.split_and_guide(noise_pred, scale)
             latents = scheduler.step(noise_pred, t, latents, **step_options).prev_sample
         return latents
@@ -254,10 +286,27 @@ class LipsyncPipeline(DiffusionPipeline):
             raise ValueError(f"{len(faces)} faces but {len(audio_embeds)} frames of audio tokens")
         # 2. Encode the conditioning: mask, masked face and reference latents (doubled for CFG).
         conditioning = self.prepare_conditioning(faces, mask, sampling.guidance_scale, generator)
+        # 3-5. Latents, denoising, decoding.
+        return self.generate(conditioning, audio_embeds, noise, sampling, generator)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        conditioning: ClipConditioning,
+        audio_embeds: torch.Tensor | None,
+        noise: torch.Tensor,
+        sampling: Sampling,
+        generator: torch.Generator | None = None,
+        unet: torch.nn.Module | None = None,
+    ) -> torch.Tensor:
+        """Steps 3-5 of a call: denoise a clip's prepared conditioning, decode it and paste the surroundings back.
+
+        ``unet`` is a stand-in for ``self.unet`` with its weights (a compiled one); None: the UNet itself.
+        """
         # 3. Latents: the shared noise frame, repeated over the clip.
         latents = frame_noise(noise, conditioning.pixel_values.shape[0]).to(self.dtype)
         # 4. Denoising loop, with a fresh sampler and its timesteps.
-        latents = self.denoise(latents, conditioning, audio_embeds, sampling, generator)
+        latents = self.denoise(latents, conditioning, audio_embeds, sampling, generator, unet)
         # 5. Decode, and keep the input outside the mouth.
         decoded = self.decode_latents(latents).float()
         pixel_values = conditioning.pixel_values.to(decoded.device)

@@ -11,6 +11,9 @@ log-mel into consecutive 30 s windows exactly like the reference, so features ch
 abruptly every 30 s. ``windows="overlap"`` (default) encodes 30 s windows every 20 s,
 takes each feature frame from the window it is most central in and cross-fades over 4 s
 at the boundaries; see :func:`window_plan`. Up to 30 s both modes are identical.
+``windows="stream"`` slides a 30 s window with the audio and gives every feature a fixed 200 ms
+of audio to its right, so a live stream computes the same features as an offline run
+(:mod:`latentsync.whisper.stream_windows`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ WINDOW_MEL_FRAMES = N_FRAMES  # 3000 mel frames = 30 s, the encoder's fixed inpu
 OVERLAP_HOP_MEL_FRAMES = 2000  # 20 s between overlapping windows (even: whole feature frames)
 CROSSFADE_FEATURE_FRAMES = 200  # 4 s blend across each boundary of overlapping windows
 MEL_PAD_VALUE = 0.0  # right padding of a short window, in the normalised log-mel domain
-WINDOW_MODES = ("overlap", "upstream")
+WINDOW_MODES = ("overlap", "upstream", "stream")
+FIXED_WINDOW_MODES = ("overlap", "upstream")  # the modes of window_plan
 _CACHE_VERSION = "1"
 
 
@@ -95,8 +99,8 @@ def window_plan(num_mel_frames: int, mode: str = "overlap") -> list[Window]:
       Every frame thus has at least 3 s of context on both sides (where the audio has it),
       and the positional embedding, which restarts in every window, changes gradually.
     """
-    if mode not in WINDOW_MODES:
-        raise ValueError(f"unknown windows mode {mode!r}, choose one of {', '.join(WINDOW_MODES)}")
+    if mode not in FIXED_WINDOW_MODES:
+        raise ValueError(f"no fixed windows in mode {mode!r}, choose one of {', '.join(FIXED_WINDOW_MODES)}")
     total = num_mel_frames // 2
     hop = WINDOW_MEL_FRAMES if mode == "upstream" else OVERLAP_HOP_MEL_FRAMES
     fade = 0 if mode == "upstream" else CROSSFADE_FEATURE_FRAMES
@@ -248,9 +252,19 @@ class Audio2Feature:
             finally:
                 self._taps.clear()
 
+    def encode_window(self, mel: torch.Tensor) -> torch.Tensor:
+        """(n_mels, <= 3000) log-mel of one window -> (1500, layers, width) features, right-padded as offline windows."""
+        padded = torch.full((1, self.n_mels, WINDOW_MEL_FRAMES), MEL_PAD_VALUE)
+        padded[0, :, : mel.shape[1]] = mel
+        return self._encode(padded)[0]
+
     def _features(self, audio: np.ndarray, windows: str) -> torch.Tensor:
         if len(audio) < 2 * HOP_LENGTH:
             raise MediaError(f"audio is too short for whisper features: {len(audio)} samples, need {2 * HOP_LENGTH}")
+        if windows == "stream":
+            from latentsync.whisper.stream_windows import stream_features  # (that module builds on this one)
+
+            return stream_features(self, audio)
         mel = self.log_mel(audio)
         plan = window_plan(mel.shape[1], windows)
         # Accumulated in float32: weights are exactly 1 away from boundaries, so those frames are exact.
@@ -307,6 +321,10 @@ class Audio2Feature:
         else:
             content = "file:" + sha256_file(audio)
         settings = [windows, OVERLAP_HOP_MEL_FRAMES, CROSSFADE_FEATURE_FRAMES, self.dtype]
+        if windows == "stream":
+            from latentsync.whisper import stream_windows as sw
+
+            settings += [sw.STEP_FRAMES, sw.LOOKAHEAD_FEATURES, self.audio_feat_length]
         return os.path.join(cache_dir, cache_key(_CACHE_VERSION, content, self._model_sha256, *settings) + ".pt")
 
     # ---- chunks
