@@ -60,7 +60,7 @@ class AudioInput:
         """The 16 kHz mono samples a chunk adds (the resampler may hold back a few ms until the next one)."""
         rate = check_rate(sample_rate)
         mono = to_mono_float(samples)
-        out = []
+        out = [np.zeros(0, np.float32)]
         if rate != self._rate:
             out.append(self.flush())
             self._rate = rate
@@ -69,7 +69,7 @@ class AudioInput:
             out.append(mono)
         elif len(mono):
             out.append(self._resampler.resample_chunk(mono))
-        return np.concatenate(out) if len(out) > 1 else out[0]
+        return np.concatenate(out)
 
     def flush(self) -> np.ndarray:
         """What the resampler still holds (at the end of the input, or before the rate changes)."""

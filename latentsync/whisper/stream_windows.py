@@ -38,6 +38,7 @@ STEP_FRAMES = 4  # video frames whose tokens one encoder pass completes (160 ms 
 LOOKAHEAD_FEATURES = 10  # 50 Hz feature frames of audio (200 ms) each pass sees beyond the features it gives
 SAMPLES_PER_FEATURE = 2 * HOP_LENGTH  # 320 samples = 20 ms at 16 kHz
 WINDOW_SAMPLES = N_SAMPLES  # 30 s, the encoder's input
+MEL_FLOOR = 2.0  # Whisper's log-mel floor below the loudest value: 8 (log10 units) / 4 (its normalisation)
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,17 @@ class FeatureStream:
         self.passes = 0  # passes encoded so far
         self._base = self.reach.first(start_frame)  # feature index of self._features[0]
         self._features = torch.zeros(0, encoder.num_layers, encoder.embedding_dim)
+        self._loudest = -math.inf  # loudest normalised log-mel value of the run so far
 
     def _encode_pass(self, num_samples: int | None) -> None:
         step = stream_pass(self.passes, self.start_frame, self.reach, num_samples, self.lookahead)
         audio = self.read(step.sample_start, step.sample_stop)
         offset = step.sample_start // SAMPLES_PER_FEATURE
-        encoded = self.encoder.encode_window(self.encoder.log_mel(audio))
+        mel = self.encoder.log_mel(audio)
+        # Whisper floors its log-mel 8 (normalised: 2) below the recording's loudest value; a stream floors
+        # it below the loudest value heard so far, which is the recording's once that has passed.
+        self._loudest = max(self._loudest, float(mel.max()))
+        encoded = self.encoder.encode_window(torch.clamp(mel, min=self._loudest - MEL_FLOOR))
         new = encoded[step.first - offset : step.stop - offset]
         self._features = torch.cat([self._features, new])
         self.passes += 1
