@@ -5,6 +5,10 @@ Parts, in the order they run (``--parts`` picks some):
   inference    ``scripts.inference`` on a 1080x1920 25 fps 10 s talking head, stage2_512 (1.6) and stage2
                (1.5) with real-size random weights, fp16, DDIM 20 steps, deep cache on and off: frames/s of
                the whole command and of each stage, peak GPU memory
+  stream       real-time streaming (``tools/benchmark_stream.py``): samplers' face-box PSNR against DDIM-20,
+               stage2 (1.5) at DDIM 20 and at the fewest matching steps, stage2_512 (1.6) at a few settings
+               (sampler, clip length, CUDA graphs): sustained frames/s, first-frame latency, late frames; the
+               UNet's share of the matmul peak while streaming
   training     seconds per step and peak memory of stage1, stage2, stage2_512 and stage2_efficient, with and
                without gradient checkpointing and 8-bit Adam; two optimiser steps each; which cards they fit
   upstream     upstream LatentSync's pipeline (imported from its checkout) on the same GPU, weights and face
@@ -58,9 +62,10 @@ from tools.gpu_check_inference import error_line, stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # In the order they run: what the budget cuts first comes last.
-PARTS = ("inference", "training", "upstream", "train_cli", "determinism", "eval", "unet")
+PARTS = ("inference", "stream", "training", "upstream", "train_cli", "determinism", "eval", "unet")
 PART_FUNCTIONS = {
     "inference": ("tools.gpu_check_inference", "inference_part"),
+    "stream": ("tools.gpu_check_stream", "stream_part"),
     "upstream": ("tools.gpu_check_upstream", "upstream_part"),
     "unet": ("tools.gpu_check", "unet_part"),
     "training": ("tools.gpu_check_training", "training_part"),
@@ -70,7 +75,7 @@ PART_FUNCTIONS = {
 }
 # What each part needs made first (tools/gpu_check_prepare.py) and installed.
 NEEDS = {
-    "inference": {"models", "clip"}, "upstream": {"models", "clip"}, "unet": {"models"},
+    "inference": {"models", "clip"}, "stream": {"models", "clip"}, "upstream": {"models", "clip"}, "unet": {"models"},
     "training": {"models", "training"}, "train_cli": {"models", "training", "dataset"},
     "determinism": {"models", "clip"}, "eval": {"clip", "eval"},
 }
@@ -78,6 +83,7 @@ MEDIA = ("av", "mediapipe", "ffmpeg")
 REQUIRES = {
     "prepare": ("diffusers", "whisper", "omegaconf"),
     "inference": ("diffusers", "whisper", "omegaconf", *MEDIA),
+    "stream": ("diffusers", "whisper", "omegaconf", "soxr", *MEDIA),
     "upstream": ("diffusers", "whisper", "omegaconf", *MEDIA),
     "unet": ("diffusers", "omegaconf"),
     "training": ("diffusers", "omegaconf", "lpips", "librosa"),
@@ -87,7 +93,7 @@ REQUIRES = {
 }
 PREPARE_MEDIA = ("av", "ffmpeg")  # what making the talking head and the clips needs besides REQUIRES["prepare"]
 TIMEOUTS = {  # seconds per part on a GPU at real sizes (estimates); with --tiny, TINY_TIMEOUT each
-    "prepare": 150, "inference": 240, "training": 180, "upstream": 120, "train_cli": 150, "determinism": 75,
+    "prepare": 150, "inference": 240, "stream": 300, "training": 180, "upstream": 120, "train_cli": 150, "determinism": 75,
     "eval": 75, "unet": 150,
 }
 TINY_TIMEOUT = 300

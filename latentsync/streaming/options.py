@@ -31,8 +31,9 @@ class StreamOptions:
     is quieter than this (RMS, dB full scale) is silent; None: any pushed audio is speech.
     ``compute_margin``: seconds a clip is expected to take (None: measured on a warm-up clip when the
     session opens on a real-time clock, 0 on a virtual one). ``jitter``: seconds of lateness in the
-    pushes a real-time session absorbs. ``buffer_frames``: frames held for a reader that is behind (a
-    real-time session then drops the oldest; otherwise the generator waits). ``avatar_cache_dir``:
+    pushes a real-time session absorbs. ``buffer_frames``: how far a reader may fall behind (a real-time
+    session drops frames overdue by more than this many frame times; otherwise the generator waits
+    while this many frames are unread). ``avatar_cache_dir``:
     where prepared avatars are kept (None: :func:`latentsync.paths.avatar_cache_dir`; "" keeps them in
     memory only). ``acceleration``: "compile" or "cudagraphs" run the UNet through ``torch.compile`` on CUDA (falling
     back to the plain UNet, logged, where they cannot: :mod:`latentsync.streaming.acceleration`).

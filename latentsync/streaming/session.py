@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
 import time
 import weakref
@@ -40,7 +41,9 @@ from latentsync.whisper.stream_windows import WINDOW_SAMPLES, TokenReach
 
 logger = logging.getLogger(__name__)
 
-_END = object()
+MARGIN_FACTOR = 1.5  # a clip's measured time is planned with this much to spare
+WARM_UP_CLIPS = 3  # clips timed when a real-time session opens without a compute_margin
+_warmed: weakref.WeakSet = weakref.WeakSet()  # pipelines whose first calls are behind them
 
 
 @dataclass
@@ -110,6 +113,11 @@ class StreamSession:
     def latency(self) -> float:
         """Seconds from pushing speech after a pause to its first frame being due (real-time sessions)."""
         return self._engine.planner.latency
+
+    @property
+    def start_time(self) -> float:
+        """The clock's time when frame 0 was due (frame k is due ``k / 25`` s later); 0 without a clock."""
+        return self._engine.t0
 
     def close(self) -> None:
         """Stop now: threads joined, the avatar's cache files released, tensors dropped. Safe to call twice."""
@@ -244,7 +252,7 @@ class _Engine:
         while not self._closing:
             with self._changed:
                 self._plan()
-                following = self.planner.next_frame / VIDEO_FPS - 2.0 / VIDEO_FPS - self.planner.compute_margin
+                following = (self.planner.next_frame - 1) / VIDEO_FPS - self.planner.idle_lead
             self._wake.clear()
             self.clock.sleep_until(self.t0 + max(following, self._now() + 0.5 / VIDEO_FPS), self._wake)
 
@@ -293,9 +301,11 @@ class _Engine:
             with self._changed:
                 if self.clock is None:  # the generator waits for the reader
                     self._changed.wait_for(lambda: len(self._out) < self.options.buffer_frames or self._closing)
-                elif len(self._out) >= self.options.buffer_frames:
-                    self._out.popleft()
-                    self.stats.dropped_frames += 1
+                else:  # frames the reader should have taken long ago make room
+                    behind = self.options.buffer_frames / VIDEO_FPS
+                    while self._out and self._now() - self._out[0].timestamp > behind:
+                        self._out.popleft()
+                        self.stats.dropped_frames += 1
                 if self.clock is not None and self._now() > frame.timestamp:
                     self.stats.late_frames += 1
                 self._out.append(frame)
@@ -332,16 +342,22 @@ class _Engine:
     # ------------------------------------------------------------------ warm-up and close
 
     def _measure_margin(self, settings: InferenceSettings, unet) -> float:
-        """Seconds a clip takes, from one warm-up clip on silence (half again, for safety)."""
+        """Seconds a clip takes from commit to frames (tokens, conditioning, UNet, decode, paste-back): the median of
+        three warm-up clips of silence (after an untimed one on a fresh pipeline: its first calls set up
+        kernels), half again for safety."""
         trial = Planner(len(self.avatar), self.clip_frames, TokenReach(self.pipeline.audio_encoder.audio_feat_length),
                         blend_frames=1, hangover_frames=0, silence_dbfs=None)
         trial.push(np.full(FRAME_SAMPLES * (self.clip_frames + 16), 1e-3, np.float32), None)
         clip = trial.plan()[0]
-        warm = ClipRenderer(self.pipeline, self.avatar, settings, self.sampling, self.pipeline.make_generator(0),
-                            trial.timeline.read, unet)
-        started = time.perf_counter()
-        warm.frames(clip, warm.generate(warm.prepare(clip)))
-        return 1.5 * (time.perf_counter() - started)
+        times = []
+        for _ in range(WARM_UP_CLIPS + (self.pipeline not in _warmed)):
+            warm = ClipRenderer(self.pipeline, self.avatar, settings, self.sampling,
+                                self.pipeline.make_generator(0), trial.timeline.read, unet)
+            started = time.perf_counter()
+            warm.frames(clip, warm.generate(warm.prepare(clip)))
+            times.append(time.perf_counter() - started)
+        _warmed.add(self.pipeline)
+        return MARGIN_FACTOR * statistics.median(times[-WARM_UP_CLIPS:])
 
     def close(self) -> None:
         with self._changed:

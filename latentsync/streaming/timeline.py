@@ -9,8 +9,8 @@ shows samples ``[640 k, 640 (k + 1))`` and avatar frame ``pingpong_index(k, avat
   much of the generated face is shown) follows that target by at most ``1 / blend_frames`` a frame,
   from 0 (the avatar's own pixels) to 1 (the generated frame, exactly). The first frame of a stream
   takes its target at once (there is no earlier frame to jump from).
-* Idle frames are committed one at a time as soon as their audio is known silent (or, on a clock, just
-  before they are due with no audio: a gap). A talking run is committed in clips of ``clip_frames``
+* Idle frames are committed one at a time as soon as their audio is known silent (or, on a clock,
+  ``compute_margin`` before they are due with no audio: a gap). A talking run is committed in clips of ``clip_frames``
   starting at its first frame, each once the audio its tokens need has arrived (the clip's own audio,
   the tokens' 80 ms reach and the Whisper look-ahead: :func:`~latentsync.whisper.stream_windows.samples_needed`),
   or on a clock when it is due in ``compute_margin`` seconds (missing audio is then a gap).
@@ -157,6 +157,11 @@ class Planner:
                 - far * FRAME_SAMPLES) / SAMPLE_RATE
 
     @property
+    def idle_lead(self) -> float:
+        """Seconds before it is due that a frame without audio is committed (idle): a frame, or a clip's margin."""
+        return max(1.0 / VIDEO_FPS, self.compute_margin)
+
+    @property
     def latency(self) -> float:
         """Seconds from pushing speech after a pause to its first frame being due, on a clock."""
         return self.audio_lead() + self.compute_margin + self.jitter
@@ -207,7 +212,7 @@ class Planner:
                 if not self._voiced(n):
                     return self._commit([n], talking=False)
                 self._run_start = n
-            elif now is not None and now >= n / VIDEO_FPS - 1.0 / VIDEO_FPS:  # due within a frame: a gap
+            elif now is not None and now >= n / VIDEO_FPS - self.idle_lead:  # due soon, no audio: a gap
                 timeline.fill_gap((n + 1) * FRAME_SAMPLES)
                 return self._commit([n], talking=False)
             else:

@@ -6,8 +6,9 @@ audio to the right each feature sees, so that a live stream and an offline run o
 compute exactly the same numbers:
 
 * features are made in *passes*; pass m of a run that starts at video frame ``a0`` completes the audio
-  tokens of frames ``a0 + 4m ... a0 + 4m + 3`` (:data:`STEP_FRAMES`, 160 ms), i.e. it gives the feature
-  frames those tokens reach that no earlier pass gave;
+  tokens of frames ``a0 + 8m ... a0 + 8m + 7`` (:data:`STEP_FRAMES`, 320 ms), i.e. it gives the feature
+  frames those tokens reach that no earlier pass gave (a clip of 8 or 16 frames from the run's start
+  needs exactly its own passes);
 * each pass encodes one window holding the audio up to :data:`LOOKAHEAD_FEATURES` (200 ms) beyond its
   last feature and up to 30 s before that (from the start of the audio while it is shorter), its
   log-mel normalised by the window's own loudest frame (Whisper's rule, applied to the window);
@@ -16,7 +17,7 @@ compute exactly the same numbers:
 
 One window per encoder pass (a batch of one): a pass's numbers do not depend on what else is encoded,
 so the features do not depend on how the audio was chunked when it arrived. Offline inference uses
-the mode with ``audio_windows: stream`` (one run from frame 0). The cost: one encoder pass per 160 ms
+the mode with ``audio_windows: stream`` (one run from frame 0). The cost: one encoder pass per 320 ms
 of talking (all 30 s windows), and the audio a frame needs arrives 80 ms (the token's reach) + 200 ms
 after the frame's own audio. What the look-ahead costs against the ``overlap`` mode is measured by
 ``python -m tools.stream_features`` (README, "Real-time streaming").
@@ -34,7 +35,7 @@ from whisper.audio import HOP_LENGTH, N_SAMPLES
 
 from latentsync.whisper.audio2feature import Audio2Feature, chunk_indices
 
-STEP_FRAMES = 4  # video frames whose tokens one encoder pass completes (160 ms at 25 fps)
+STEP_FRAMES = 8  # video frames whose tokens one encoder pass completes (320 ms at 25 fps)
 LOOKAHEAD_FEATURES = 10  # 50 Hz feature frames of audio (200 ms) each pass sees beyond the features it gives
 SAMPLES_PER_FEATURE = 2 * HOP_LENGTH  # 320 samples = 20 ms at 16 kHz
 WINDOW_SAMPLES = N_SAMPLES  # 30 s, the encoder's input

@@ -66,12 +66,12 @@ def test_passes_give_every_feature_once_with_the_look_ahead_and_at_most_30_secon
             assert 0 <= step.sample_stop - step.sample_start <= 480_000 and step.sample_start % 320 == 0
             covered += range(step.first, step.stop)
         assert covered == list(range(max(0, 2 * start_frame - 4), covered[-1] + 1))
-        # Pass m completes the tokens of frames start + 4m .. start + 4m + 3 (their last feature is 2k + 5).
-        assert covered[-1] == 2 * (start_frame + 4 * 40 - 1) + 5
+        # Pass m completes the tokens of frames start + 8m .. start + 8m + 7 (their last feature is 2k + 5).
+        assert covered[-1] == 2 * (start_frame + sw.STEP_FRAMES * 40 - 1) + 5
     # Ended audio: the last passes stop at its last sample and feature.
-    step = sw.stream_pass(2, 0, reach, num_samples=7000)
+    step = sw.stream_pass(1, 0, reach, num_samples=7000)
     assert (step.first, step.stop, step.sample_start, step.sample_stop) == (20, 7000 // 320, 0, 7000)
-    beyond = sw.stream_pass(5, 0, reach, num_samples=7000)
+    beyond = sw.stream_pass(3, 0, reach, num_samples=7000)
     assert beyond.first == beyond.stop  # nothing left to give
 
 
