@@ -88,6 +88,14 @@ def test_dry_run_reports_a_real_result_for_every_part(dry_run, workdir):
     assert unet["fp32"]["values"]["ms"] > 0 and unet["fp32+dc3"]["values"]["percent_of_peak"] > 0
     assert unet["fp32+graph"]["status"] == "skipped" and "CUDA" in unet["fp32+graph"]["text"]
 
+    stream = {r["name"]: r for r in rows["stream"]}
+    assert stream["tiny UNet ddim:2"]["values"]["psnr"] == 99.0  # the reference against itself
+    assert 0 < stream["tiny UNet ddim:1"]["values"]["psnr"] < 99.0
+    live = stream["tiny UNet real time ddim:2, 16-frame clips"]["values"]
+    assert live["frames"] > 75 and live["synced_frames"] > 0 and live["first_frame_latency"] > 0
+    assert live["capacity_fps"] > 0 and live["onsets"] >= 1
+    assert stream["tiny UNet UNet share"]["values"]["percent_of_peak"] > 0
+
     training = {r["name"]: r for r in rows["training"]}
     for config in ("stage1_tiny_cpu", "stage2_tiny_cpu"):
         for mode in ("ckpt", "plain"):
