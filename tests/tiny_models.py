@@ -33,6 +33,16 @@ def write_all(folder: Path, seed: int = 0) -> TinyModels:
     return _write_all(folder, seed, whisper_source=GOLDEN_WHISPER)
 
 
+def tiny_pipeline(models: TinyModels):
+    """The tiny models loaded on the CPU with the MediaPipe detector, progress bars off (close its detector after)."""
+    from latentsync.pipelines.loading import load_pipeline
+
+    pipeline = load_pipeline(models.unet_config, models.unet_ckpt, whisper_path=models.whisper, vae_path=models.vae,
+                             device="cpu", face_detector="mediapipe")
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModels:
     """A tiny model set written once per test session (import this fixture where it is needed)."""

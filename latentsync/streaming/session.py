@@ -278,6 +278,8 @@ class _Engine:
     def _generate_each(self) -> None:
         try:
             for prepared in self._prepared:
+                if self._closing:
+                    return
                 started = time.perf_counter()
                 faces = self.renderer.generate(prepared)
                 if faces is not None:
@@ -375,7 +377,7 @@ class _Engine:
             self._unsubscribe()
         self._out.clear()
         self._plans.clear()
-        self.renderer = None
+        self.renderer = self._prepared = self._restoring = None  # their queues may hold a clip's tensors
         if self._owns_avatar:
             self.avatar.close()
         if torch.cuda.is_available():

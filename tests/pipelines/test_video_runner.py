@@ -14,10 +14,10 @@ from latentsync.errors import NoFaceError
 from latentsync.media.reader import VideoReader
 from latentsync.media.writer import ARCHIVAL_ENCODING, VideoWriter
 from latentsync.pipelines import face_pass, video_runner
-from latentsync.pipelines.loading import load_pipeline
 from latentsync.pipelines.video_runner import sync_video
 from latentsync.settings import InferenceSettings
 from tests.scripts.test_inference import media  # noqa: F401  (module fixture: a 3 s talking head + speech)
+from tests.tiny_models import tiny_pipeline
 
 JOIN_SECONDS = 600  # a thread still running after this is a hang, not a slow machine
 
@@ -25,9 +25,7 @@ JOIN_SECONDS = 600  # a thread still running after this is a hang, not a slow ma
 @pytest.fixture(scope="module")
 def pipe(tiny_models):
     torch.set_num_threads(1)
-    pipeline = load_pipeline(tiny_models.unet_config, tiny_models.unet_ckpt, whisper_path=tiny_models.whisper,
-                             vae_path=tiny_models.vae, device="cpu", face_detector="mediapipe")
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = tiny_pipeline(tiny_models)
     yield pipeline
     pipeline.face_detector.close()
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from latentsync.media.audio import load_audio
-from latentsync.pipelines.loading import load_pipeline
-from tests.tiny_models import tiny_models  # noqa: F401  (a session fixture)
+from tests.tiny_models import tiny_models, tiny_pipeline  # noqa: F401  (tiny_models: a session fixture)
 from tools.synthetic_media import speak, write_talking_video, write_wav
 
 SR = 16000
@@ -18,9 +17,7 @@ SR = 16000
 def pipe(tiny_models):  # noqa: F811
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    pipeline = load_pipeline(tiny_models.unet_config, tiny_models.unet_ckpt, whisper_path=tiny_models.whisper,
-                             vae_path=tiny_models.vae, device="cpu", face_detector="mediapipe")
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = tiny_pipeline(tiny_models)
     yield pipeline
     pipeline.face_detector.close()
     torch.set_num_threads(previous)
