@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tools.gpu_check import PARTS, Row, append_section, forced_fault
+from tools.gpu_check import PARTS, Row, append_section, default_upstream, forced_fault
 from tools.gpu_check_inference import error_line
 from tools.gpu_check_training import fits
 from tools.gpu_check_upstream import UPSTREAM_POINT_INDICES, frame_difference, landmarks_106
 
 WRAPPER = REPO_ROOT / "tools" / "gpu_check.sh"
+# The upstream comparison needs upstream's checkout (../shared/upstream/LatentSync); a clone without it
+# reports that part as skipped, saying why.
+HAVE_UPSTREAM = default_upstream() is not None
 
 
 def run_check(
@@ -60,7 +63,10 @@ def test_dry_run_reports_a_real_result_for_every_part(dry_run, workdir):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = by_part(report)
     assert set(PARTS) <= set(rows), sorted(rows)
-    for part in PARTS:
+    if not HAVE_UPSTREAM:
+        assert [r["status"] for r in rows["upstream"]] == ["skipped"], rows["upstream"]
+        assert "no upstream checkout" in rows["upstream"][0]["text"]
+    for part in PARTS if HAVE_UPSTREAM else [p for p in PARTS if p != "upstream"]:
         assert any(r["status"] == "ok" for r in rows[part]), (part, rows[part])
         assert not [r for r in rows[part] if r["status"] in ("failed", "timeout")], (part, rows[part])
         assert f"[{part}]" in done.stdout  # printed as it went
@@ -75,14 +81,15 @@ def test_dry_run_reports_a_real_result_for_every_part(dry_run, workdir):
     outputs = sorted((workdir / "inference").glob("*.mp4"))
     assert len(outputs) == 2 and all(p.stat().st_size > 1000 for p in outputs)
 
-    upstream = {r["name"]: r for r in rows["upstream"]}
-    assert upstream["upstream"]["values"]["module"].endswith("latentsync/pipelines/lipsync_pipeline.py")
-    assert upstream["upstream"]["values"]["seconds"] > 0 and upstream["ours"]["values"]["seconds"] > 0
-    difference = upstream["largest pixel difference"]["values"]
-    assert difference["frames_compared"] == 30 and 0 <= difference["max_diff"] <= 255
-    # Both pipelines changed only the face: almost every differing pixel lies in the face box.
-    assert difference["share_over_1"] < 0.2 and difference["share_of_those_in_face_box"] > 0.5
-    assert upstream["upstream / ours time"]["values"]["end_to_end"] > 0
+    if HAVE_UPSTREAM:
+        upstream = {r["name"]: r for r in rows["upstream"]}
+        assert upstream["upstream"]["values"]["module"].endswith("latentsync/pipelines/lipsync_pipeline.py")
+        assert upstream["upstream"]["values"]["seconds"] > 0 and upstream["ours"]["values"]["seconds"] > 0
+        difference = upstream["largest pixel difference"]["values"]
+        assert difference["frames_compared"] == 30 and 0 <= difference["max_diff"] <= 255
+        # Both pipelines changed only the face: almost every differing pixel lies in the face box.
+        assert difference["share_over_1"] < 0.2 and difference["share_of_those_in_face_box"] > 0.5
+        assert upstream["upstream / ours time"]["values"]["end_to_end"] > 0
 
     unet = {r["name"]: r for r in rows["unet"]}
     assert unet["fp32"]["values"]["ms"] > 0 and unet["fp32+dc3"]["values"]["percent_of_peak"] > 0
