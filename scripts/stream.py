@@ -32,7 +32,7 @@ from typing import Iterator
 from latentsync.cli import ArgumentParser, Interrupted, number, signals_raise
 from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, one_line
 from latentsync.media.audio import SAMPLE_RATE, load_audio
-from latentsync.media.live import FILE_FORMATS, STREAM_FORMATS, LiveWriter, check_reachable, is_url, stream_format
+from latentsync.media.live import FILE_FORMATS, STREAM_FORMATS, LiveWriter, is_url, stream_format
 from latentsync.pipelines.loading import load_pipeline_for, make_detector, missing_model_files
 from latentsync.settings import SETTINGS, HelpFormatter, InferenceSettings, add_setting_flags, parse_settings
 from latentsync.streaming import StreamOptions, StreamSession, WallClock
@@ -170,8 +170,6 @@ def run(args: argparse.Namespace, settings: InferenceSettings, options: StreamOp
                                  settings.vae_path)
     if absent:
         raise CheckpointError("; ".join(absent))
-    if is_url(args.output):
-        check_reachable(args.output)
     detector = make_detector(settings.face_detector, settings.device, show_native_logs=args.verbose)
     try:
         pipeline = load_pipeline_for(settings, face_detector=detector, show_native_logs=args.verbose)

@@ -15,7 +15,6 @@ import collections
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import threading
 from fractions import Fraction
@@ -75,29 +74,6 @@ def stream_format(target: str | os.PathLike | int, requested: str | None = None)
         raise ConfigError(f"output {os.fspath(target)!r} is {FILE_FORMATS[extension]} by its extension, but --format "
                           f"asks for {requested}")
     return FILE_FORMATS[extension]
-
-
-def check_reachable(url: str, timeout: float = 5.0) -> None:
-    """Refuse, before any model loads, an ``rtmp://`` server that does not accept connections (an OutputError).
-
-    SRT runs over UDP, which has no connection to try: its failures show when the stream starts.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("rtmp", "rtmps"):
-        return
-    try:
-        port = parts.port or (443 if scheme == "rtmps" else 1935)
-    except ValueError as err:
-        raise ConfigError(f"bad port in {shown_url(url)}: {err}") from None
-    if not parts.hostname:
-        raise ConfigError(f"no host in {shown_url(url)}")
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            pass
-    except OSError as err:
-        reason = err.strerror or str(err) or type(err).__name__
-        raise OutputError(f"cannot stream to {shown_url(url)}: {parts.hostname}:{port} is unreachable ({reason})") from err
 
 
 class LiveWriter:

@@ -64,13 +64,15 @@ class Feeder:
     """Push ``chunks`` (arrays at ``sample_rate``) into ``session`` from a thread, then finish it.
 
     ``pace``: a clock to push each chunk when its last sample would have been heard (None: as fast as
-    they come, e.g. a pipe that has its own pace). ``first_push`` is the monotonic time of the first
-    non-empty push.
+    they come, e.g. a pipe that has its own pace). ``finish``: end the stream with the source (False:
+    the session goes on, e.g. a file played into a live page). ``first_push`` is the monotonic time of
+    the first non-empty push.
     """
 
     def __init__(self, session, chunks: Iterable[np.ndarray], sample_rate: int, *, pace: Clock | None = None,
-                 name: str = "stream-feed") -> None:
+                 finish: bool = True, name: str = "stream-feed") -> None:
         self.session, self.chunks, self.sample_rate, self.pace = session, chunks, sample_rate, pace
+        self.finish = finish
         self.samples_pushed = 0
         self.first_push: float | None = None
         self.error: BaseException | None = None
@@ -95,7 +97,8 @@ class Feeder:
                     self.first_push = time.monotonic()
                 self.session.push_audio(chunk, self.sample_rate)
                 self.samples_pushed += len(chunk)
-            self.session.finish()
+            if self.finish:
+                self.session.finish()
         except BaseException as err:  # noqa: BLE001 - handed to the reader by raise_error()
             if not self._stop.is_set():
                 self.error = err
