@@ -3,7 +3,8 @@ MPEG-TS, to a file, to an open file descriptor (a pipe), or to an ``rtmp://``/``
 an ffmpeg relay.
 
 A file is written under a temporary name beside its target and renamed into place when the stream ends
-(:func:`~latentsync.utils.files.atomic_output`): a failed or interrupted stream leaves no partial file.
+(:func:`~latentsync.utils.files.atomic_output`): a failed or interrupted stream leaves no partial file
+(and a killed run's is removed by the next one).
 A pipe gets every packet as soon as it is muxed (a player reading it shows the stream live). A server
 gets MPEG-TS from this process through ``ffmpeg -c copy`` (FLV for RTMP), run as an argument list; if the
 relay exits (the server refused, or went away), the next frame raises an OutputError with its reason.
@@ -26,7 +27,7 @@ import numpy as np
 from latentsync.errors import ConfigError, OutputError
 from latentsync.media.ffmpeg import ffmpeg_exe
 from latentsync.media.writer import VideoEncoding, add_h264_stream, rgb_video_frame
-from latentsync.utils.files import atomic_output
+from latentsync.utils.files import TEMP_PREFIX, atomic_output, remove_stale
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class LiveWriter:
                 self._relay = self._stack.enter_context(_Relay(self.target))
                 where = f"pipe:{self._relay.fd}"
             else:
+                remove_stale(os.path.dirname(os.path.abspath(self.target)), TEMP_PREFIX)  # a killed run's partial file
                 where = self._stack.enter_context(atomic_output(self.target))
             container_format, options = STREAM_FORMATS[self.fmt]
             self._container = av.open(where, "w", format=container_format,
