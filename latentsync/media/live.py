@@ -102,6 +102,7 @@ class LiveWriter:
         self._name = name
         self._stack = contextlib.ExitStack()
         self._relay: _Relay | None = None
+        self._held: list | None = []  # video packets waiting for the first audio packet (None: it has come)
         self._container = self._video = self._audio = self._standard = None
 
     @property
@@ -146,19 +147,28 @@ class LiveWriter:
         audio_frame.pts = round(self.frames_written * self.sample_rate / self.fps)
         audio_frame.time_base = Fraction(1, self.sample_rate)
         try:
-            for packet in self._video.encode(video_frame):
-                self._container.mux(packet)
-            for packet in self._audio.encode(audio_frame):
-                self._container.mux(packet)
+            self._mux(self._video.encode(video_frame), self._audio.encode(audio_frame))
         except (OSError, av.FFmpegError) as err:
             raise self._write_failed(err) from err
         self.frames_written += 1
         if self._relay is not None:
             self._relay.check()
 
+    def _mux(self, video_packets: list, audio_packets: list) -> None:
+        """Mux, the first audio packet before any video: it starts before 0 (the AAC encoder's priming), and the
+        muxer shifts the streams by the first negative time it meets, so meeting it first keeps them in step."""
+        if self._held is not None:
+            self._held.extend(video_packets)
+            video_packets = []
+            if audio_packets:
+                self._container.mux(audio_packets[0])
+                video_packets, audio_packets, self._held = self._held, audio_packets[1:], None
+        for packet in video_packets + audio_packets:
+            self._container.mux(packet)
+
     def _write_failed(self, err: BaseException) -> OutputError:
         if self._relay is not None:
-            return self._relay.failure() or OutputError(f"cannot stream to {self.shown}: {err}")
+            return self._relay.failure(wait=5.0) or OutputError(f"cannot stream to {self.shown}: {err}")
         if isinstance(self.target, int) and isinstance(err, BrokenPipeError):
             return OutputError(f"the reader of {self.shown} closed it; the stream stopped")
         return OutputError(f"cannot write the stream to {self.shown}: {err}")
@@ -168,9 +178,9 @@ class LiveWriter:
             self._abort(exc)
             return
         try:
-            for stream in (self._video, self._audio):
-                for packet in stream.encode():
-                    self._container.mux(packet)
+            self._mux(self._video.encode(), self._audio.encode())
+            if self._held:  # no audio packet at all
+                self._container.mux(self._held)
             self._container.close()
             self._container = None
             if self._relay is not None:
@@ -226,9 +236,11 @@ class _Relay:
             if text:
                 self._stderr.append(text)
 
-    def failure(self) -> OutputError | None:
-        """Why the relay stopped (None while it runs): the server's refusal in ffmpeg's words."""
-        if self._proc.poll() is None:
+    def failure(self, wait: float = 0.0) -> OutputError | None:
+        """Why the relay stopped (None while it runs, after ``wait`` seconds): the server's refusal in ffmpeg's words."""
+        try:
+            self._proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
             return None
         self._drain.join(timeout=5)
         said = self._stderr[-1] if self._stderr else f"ffmpeg exited with status {self._proc.returncode}"

@@ -46,7 +46,7 @@ def pcm_chunks(stream: BinaryIO, fmt: str, channels: int) -> Iterator[np.ndarray
         raise StreamError(f"raw PCM format must be one of {', '.join(PCM_FORMATS)}, got {fmt!r}")
     dtype = PCM_FORMATS[fmt]
     frame_bytes = dtype.itemsize * channels
-    read = getattr(stream, "read1", stream.read)  # read1: what has arrived, without waiting for a full buffer
+    read = stream.read1 if hasattr(stream, "read1") else stream.read  # read1: what has arrived, without waiting
     pending = b""
     while data := read(PIPE_READ_BYTES):
         pending += data
@@ -163,5 +163,5 @@ class Meter:
         return (f"{self.frames} frames ({self.frames / VIDEO_FPS:.2f} s), {self.synced} lip-synced, "
                 f"{stats.late_frames} late, {stats.dropped_frames} dropped; {self.frames / max(seconds, 1e-9):.1f} fps "
                 f"over {seconds:.1f} s; first-frame latency "
-                + (f"{latency:.2f} s" if latency is not None else "- (no talking frame)")
+                + (f"{latency:.2f} s" if latency is not None else "-")
                 + (f"; {stats.clips_generated} clips generated, {np.mean(per_clip):.2f} s each" if per_clip else ""))
