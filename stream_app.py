@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -42,8 +43,8 @@ MIC_CHUNK_SECONDS = 0.1  # the microphone sends a chunk this often
 FILE_CHUNK_SECONDS = 0.02  # a played file is pushed in chunks of this length
 STATUS_EVERY = 1.0  # seconds between status lines
 FRAME_TEMPLATE = ('<img id="live-frame" src="${value.src}" data-index="${value.index}" '
-                  'data-synced="${value.synced}" alt="">')
-NO_FRAME = {"src": "", "index": -1, "synced": False}
+                  'data-synced="${value.synced}" data-alpha="${value.alpha}" alt="">')
+NO_FRAME = {"src": "", "index": -1, "synced": False, "alpha": 0.0}
 
 
 @dataclass
@@ -135,7 +136,8 @@ class LiveStreams:
 
 
 def frame_value(frame) -> dict:
-    """A StreamFrame as the page's ``<img>`` shows it: a JPEG data URL, its index and whether it talks."""
+    """A StreamFrame as the page's ``<img>`` shows it: a JPEG data URL, its index, whether it talks and how much
+    of the generated face it shows (alpha)."""
     image = frame.image
     side = max(image.shape[:2])
     if side > DISPLAY_MAX_SIDE:
@@ -146,7 +148,7 @@ def frame_value(frame) -> dict:
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB image
         raise RuntimeError("JPEG encoding failed")
     return {"src": "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii"),
-            "index": frame.index, "synced": bool(frame.synced)}
+            "index": frame.index, "synced": bool(frame.synced), "alpha": round(float(frame.alpha), 3)}
 
 
 def pick_avatar(video: str | None, photo: str | None) -> str:
@@ -166,7 +168,9 @@ def read_chunk(path: str) -> tuple[int, np.ndarray] | None:
     """A microphone chunk (a WAV in Gradio's cache), removed once read: a long session would otherwise leave
     ten files a second behind. None if it is gone (an identical chunk just read and removed)."""
     try:
-        rate, samples = wavfile.read(path)
+        with warnings.catch_warnings():  # the browser's chunks carry a streaming header (no length): expected
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, samples = wavfile.read(path)
     except FileNotFoundError:
         return None
     with contextlib.suppress(OSError):
@@ -252,7 +256,7 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
                 play_button = gr.Button("Play the file", elem_id="live_play")
             with gr.Column():
                 view = gr.HTML(NO_FRAME, html_template=FRAME_TEMPLATE, elem_id="live_view", js_on_load=None,
-                               css_template="img { max-width: 100%; } img[src=''] { display: none; }")
+                               css_template="img { width: 100%; height: auto; } img[src=''] { display: none; }")
                 status = gr.Markdown(elem_id="live_status")
         start_button.click(start, inputs=[video, photo], outputs=[view, status], api_name="live",
                            concurrency_limit=streams.limit, concurrency_id="live")
