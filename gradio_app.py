@@ -1,4 +1,5 @@
-"""LatentSync in the browser: upload a face video (or a photo) and speech, get the lip-synced video.
+"""LatentSync in the browser: upload a face video (or a photo) and speech, get the lip-synced video; or
+stream it live (the Live tab, stream_app.py): speak into the microphone and watch the avatar answer.
 
 Examples (from any folder):
   python gradio_app.py                           # http://127.0.0.1:7860, settings from configs/inference.yaml
@@ -15,6 +16,10 @@ their place in line. Uploads and results live in a temporary folder made at star
 --temp_dir, created if missing) and removed at exit; a session's results go when its tab
 closes. Nothing outside that folder is written (except, with --share, Gradio's tunnel client in
 its own cache).
+
+The Live tab streams each visitor's own session (at most --live_sessions at once) on the first
+pipeline, with the server's settings (--config and the flags, not the Lip-sync tab's controls);
+avatars prepared for it are kept in the temporary folder too.
 """
 
 # No `from __future__ import annotations`: Gradio finds the `gr.Request` parameter by its evaluated annotation.
@@ -47,9 +52,11 @@ from latentsync.pipelines.video_runner import SyncReport, sync_video
 from latentsync.settings import (
     SETTINGS, WEB_CONTROL, WEB_FLAG, HelpFormatter, InferenceSettings, SettingSpec, add_setting_flags, parse_settings,
 )
+from latentsync.streaming import StreamOptions
 from latentsync.utils.device import pick_device
 from latentsync.utils.files import check_writable_folder
 from latentsync.utils.logging import configure_logging
+from stream_app import LiveStreams, add_live_tab
 
 logger = logging.getLogger("gradio_app")
 
@@ -87,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--concurrency", type=int, help="jobs run at once, each with its own pipeline (default: one per GPU, else 1)")
     add("--max_queue", type=int, default=20, help="jobs that may wait in line; more are turned away")
     add("--max_seconds", type=float, default=60.0, help="longest video or audio accepted, in seconds")
+    add("--live_sessions", type=int, default=2, help="visitors who may stream live at once (the Live tab); 0: no "
+        "Live tab")
     add("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -151,6 +160,10 @@ class Lipsyncer:
     def _load(self, device: torch.device, verbose: bool) -> LipsyncPipeline:
         pipeline = load_pipeline_for(self.settings, device=device.type, show_native_logs=verbose)
         return pipeline.to(device) if device.index else pipeline  # one job per GPU: cuda:1, cuda:2...
+
+    def shared_pipeline(self) -> LipsyncPipeline:
+        """The first pipeline, which live sessions share with the jobs that run on it."""
+        return self._peek()
 
     def _peek(self) -> LipsyncPipeline:
         pipeline = self._free.get()
@@ -354,36 +367,47 @@ def make_control(spec: SettingSpec, value: Any):
     return gr.Number(value=value, precision=0 if spec.kind is int else None, label=spec.label)
 
 
-def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespace):
-    """The Blocks page; its one event, ``/lipsync``, is also the API (parameters: the files, then the
-    controls in the settings' order, named as the settings)."""
+def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespace, live: LiveStreams | None = None):
+    """The Blocks page: the Lip-sync tab, whose one event, ``/lipsync``, is also the API (parameters: the files,
+    then the controls in the settings' order, named as the settings), and the Live tab (``live``, if given:
+    stream_app.py)."""
     import gradio as gr  # after main() pointed GRADIO_TEMP_DIR at the workspace
 
     def end_session(request: gr.Request) -> None:
         workspace.remove_session(request.session_hash)
+        if live is not None:
+            live.close(request.session_hash)
 
     with gr.Blocks(title="LatentSync", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
-        gr.Markdown("# LatentSync lip-sync\nUpload a video (or a photo) of a face and the speech it should say.")
+        gr.Markdown("# LatentSync lip-sync\nUpload a video (or a photo) of a face and the speech it should say"
+                    + (", or stream it live." if live is not None else "."))
         if service.problem:
             gr.Markdown(f"## Not ready\n{service.problem}", elem_id="problem")
-        with gr.Row():
-            with gr.Column():
-                with gr.Tabs():
-                    with gr.Tab("Video"):
-                        video = gr.Video(label="Face video", sources=["upload"], elem_id="video")
-                    with gr.Tab("Photo"):
-                        photo = gr.Image(label="Face photo", type="filepath", format="png", sources=["upload"],
-                                         elem_id="photo")
-                audio = gr.Audio(label="Speech", type="filepath", sources=["upload", "microphone"], elem_id="audio")
-                with gr.Accordion("Advanced options", open=False):
-                    controls = {spec.name: make_control(spec, getattr(service.settings, spec.name)) for spec in CONTROLS}
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column():
-                result = gr.Video(label="Lip-synced video", interactive=False, buttons=["download"], elem_id="result")
-                summary = gr.Markdown(elem_id="summary")
-        examples = [[os.fspath(v), os.fspath(a)] for v, a in EXAMPLES if v.is_file() and a.is_file()]
-        if examples:
-            gr.Examples(examples, inputs=[video, audio], label="Example")
+        with gr.Tabs():
+            with gr.Tab("Lip-sync", id="lipsync"):
+                with gr.Row():
+                    with gr.Column():
+                        with gr.Tabs():
+                            with gr.Tab("Video"):
+                                video = gr.Video(label="Face video", sources=["upload"], elem_id="video")
+                            with gr.Tab("Photo"):
+                                photo = gr.Image(label="Face photo", type="filepath", format="png",
+                                                 sources=["upload"], elem_id="photo")
+                        audio = gr.Audio(label="Speech", type="filepath", sources=["upload", "microphone"],
+                                         elem_id="audio")
+                        with gr.Accordion("Advanced options", open=False):
+                            controls = {spec.name: make_control(spec, getattr(service.settings, spec.name))
+                                        for spec in CONTROLS}
+                        button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    with gr.Column():
+                        result = gr.Video(label="Lip-synced video", interactive=False, buttons=["download"],
+                                          elem_id="result")
+                        summary = gr.Markdown(elem_id="summary")
+                examples = [[os.fspath(v), os.fspath(a)] for v, a in EXAMPLES if v.is_file() and a.is_file()]
+                if examples:
+                    gr.Examples(examples, inputs=[video, audio], label="Example")
+            if live is not None:
+                add_live_tab(live, service.problem, readable)
         gr.Markdown(f"<small>{service.summary}</small>", elem_id="footer")
         button.click(
             make_lipsync(service, workspace, args.max_seconds),
@@ -394,7 +418,7 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
             concurrency_limit=service.slots,
             concurrency_id="pipelines",
         )
-        demo.unload(end_session)  # the tab closed: its results go
+        demo.unload(end_session)  # the tab closed: its results go, its live session closes
     demo.queue(max_size=args.max_queue, default_concurrency_limit=service.slots)
     return demo
 
@@ -430,11 +454,15 @@ def serve(args: argparse.Namespace, auth: tuple[str, str] | None) -> int:
     os.environ["GRADIO_TEMP_DIR"] = workspace.gradio_cache
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     signal.signal(signal.SIGTERM, _stop)
+    live = None
     try:
         service = Lipsyncer(args, settings)
         if service.problem:
             logger.warning("%s", service.problem)
-        demo = build_demo(service, workspace, args)
+        if args.live_sessions > 0:
+            options = StreamOptions(avatar_cache_dir=os.path.join(workspace.root, "avatars"))
+            live = LiveStreams(service.shared_pipeline, settings, options, args.live_sessions)
+        demo = build_demo(service, workspace, args, live)
         os.chdir(workspace.root)  # what Gradio writes to relative paths (.gradio/) lands in the workspace too
         _, local_url, share_url = demo.launch(
             server_name=args.host,
@@ -455,6 +483,8 @@ def serve(args: argparse.Namespace, auth: tuple[str, str] | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if live is not None:
+            live.close_all()
         os.chdir(start_dir)
         workspace.close()
     return 0

@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from latentsync.errors import MediaError
-from latentsync.media.colour import output_standard, rgb_to_i420
+from latentsync.media.colour import ColourStandard, output_standard, rgb_to_i420
 from latentsync.utils.files import atomic_output
 
 DEFAULT_CRF = 18  # libx264 quality: visually lossless for talking heads
@@ -19,12 +19,15 @@ DEFAULT_CRF = 18  # libx264 quality: visually lossless for talking heads
 
 @dataclass(frozen=True)
 class VideoEncoding:
-    """libx264 settings of a written video: ``crf`` (quality, lower is better), ``preset`` (speed)
-    and encoder ``threads`` (0: one per core)."""
+    """libx264 settings of a written video: ``crf`` (quality, lower is better), ``preset`` (speed),
+    encoder ``threads`` (0: one per core), ``tune`` (e.g. "zerolatency": no frame held back) and
+    ``gop`` (frames between keyframes; None: libx264's default)."""
 
     crf: int = DEFAULT_CRF
     preset: str = "medium"
     threads: int = 0
+    tune: str | None = None
+    gop: int | None = None
 
 
 # For throughput: "superfast" at CRF 16 is ~3x faster than "medium" at 18 on 1080x1920 frames, with
@@ -32,6 +35,42 @@ class VideoEncoding:
 FAST_ENCODING = VideoEncoding(crf=16, preset="superfast")
 # The slow, small, high-quality setting (``--archival``).
 ARCHIVAL_ENCODING = VideoEncoding(crf=DEFAULT_CRF, preset="slow")
+
+
+def add_h264_stream(container: av.container.OutputContainer, fps: Fraction, width: int, height: int,
+                    encoding: VideoEncoding) -> tuple[av.video.stream.VideoStream, ColourStandard]:
+    """An H.264 yuv420p stream of ``container`` for ``width`` x ``height`` RGB frames (odd sizes padded to
+    even), tagged and converted with the standard of its size; returns it with that standard."""
+    standard = output_standard(width + width % 2, height + height % 2)
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height = width + width % 2, height + height % 2
+    stream.pix_fmt = "yuv420p"
+    options = {"crf": str(encoding.crf), "preset": encoding.preset}
+    if encoding.tune:
+        options["tune"] = encoding.tune
+    stream.options = options
+    context = stream.codec_context
+    context.thread_count = encoding.threads
+    if encoding.gop:
+        context.gop_size = encoding.gop
+    context.colorspace = context.color_primaries = context.color_trc = standard.code
+    context.color_range = 1  # limited (MPEG) range
+    return stream, standard
+
+
+def rgb_video_frame(frame: np.ndarray, width: int, height: int, standard: ColourStandard) -> av.VideoFrame:
+    """One (height, width, 3) uint8 RGB frame as a tagged yuv420p frame (odd sizes padded by edge pixels)."""
+    frame = np.asarray(frame)
+    if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+        raise ValueError(f"expected a ({height}, {width}, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+    pad_h, pad_w = height % 2, width % 2
+    if pad_h or pad_w:
+        frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    # OpenCV's vectorised transforms convert with the tagged matrix ~3x faster than swscale would.
+    yuv = rgb_to_i420(np.ascontiguousarray(frame), standard)
+    video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    video_frame.colorspace, video_frame.color_range = standard.code, 1
+    return video_frame
 
 
 class VideoWriter:
@@ -69,16 +108,8 @@ class VideoWriter:
         tmp = self._atomic.__enter__()
         try:
             self._container = av.open(tmp, "w")
-            stream = self._container.add_stream("libx264", rate=self.fps)
-            stream.width = self.width + self.width % 2
-            stream.height = self.height + self.height % 2
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset}
-            context = stream.codec_context
-            context.thread_count = self.encoding.threads
-            context.colorspace = context.color_primaries = context.color_trc = self.standard.code
-            context.color_range = 1  # limited (MPEG) range
-            self._stream = stream
+            self._stream, _ = add_h264_stream(self._container, self.fps, self.width, self.height,
+                                                          self.encoding)
         except BaseException as err:
             self._abort(err)
             raise
@@ -88,18 +119,7 @@ class VideoWriter:
         """Append one (height, width, 3) uint8 RGB frame."""
         if self._stream is None:
             raise RuntimeError("VideoWriter.write called outside its `with` block")
-        frame = np.asarray(frame)
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"expected a ({self.height}, {self.width}, 3) uint8 frame, got {frame.shape} {frame.dtype}"
-            )
-        pad_h, pad_w = self.height % 2, self.width % 2
-        if pad_h or pad_w:
-            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        # OpenCV's vectorised transforms convert with the tagged matrix ~3x faster than swscale would.
-        yuv = rgb_to_i420(np.ascontiguousarray(frame), self.standard)
-        video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        video_frame.colorspace, video_frame.color_range = self.standard.code, 1
+        video_frame = rgb_video_frame(frame, self.width, self.height, self.standard)
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / self.fps
         for packet in self._stream.encode(video_frame):

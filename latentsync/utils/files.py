@@ -126,12 +126,13 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> str:
-    """Refuse, before any work, an output that would replace an input, is not a video file name,
+def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                      extensions: tuple[str, ...] = OUTPUT_EXTENSIONS) -> str:
+    """Refuse, before any work, an output that would replace an input, does not end in one of ``extensions``,
     or cannot be written: the folder must exist or be creatable, and accept a new file."""
     path = os.fspath(path)
-    if os.path.splitext(path)[1].lower() not in OUTPUT_EXTENSIONS:
-        raise OutputError(f"output {path!r} must end in {', '.join(OUTPUT_EXTENSIONS)} (the extension picks the container)")
+    if os.path.splitext(path)[1].lower() not in extensions:
+        raise OutputError(f"output {path!r} must end in {', '.join(extensions)} (the extension picks the container)")
     for source in inputs:
         if _same_file(path, os.fspath(source)):
             raise OutputError(f"output {path!r} is the input file {os.fspath(source)!r}; choose another output path")
