@@ -99,7 +99,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_guarded(lambda: evaluate(*parse_args(argv)), sys.stdout, sys.stderr)
+    return run_guarded(lambda: evaluate(*parse_args(argv)), sys.stdout)
 
 
 if __name__ == "__main__":

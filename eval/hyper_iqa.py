@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_guarded(lambda: run(parse_args(argv)), sys.stdout, sys.stderr)
+    return run_guarded(lambda: run(parse_args(argv)), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 checked against their range while parsing, SIGINT/SIGTERM as an exception that unwinds cleanup,
 and folders a run creates for itself.
 
-Entry points catch :class:`~latentsync.errors.LatentSyncError` and :class:`Interrupted` once in
-``main`` and print one line; nothing here prints.
+An entry point's ``main`` hands its body to :func:`run_main`, the one place that turns a
+:class:`~latentsync.errors.LatentSyncError` or an interruption into one ``error:`` line and an exit status.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import contextlib
 import math
 import os
 import signal
+import sys
 from typing import Callable, Iterator
 
-from latentsync.errors import ConfigError
+from latentsync.errors import ConfigError, LatentSyncError, one_line
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -131,3 +132,21 @@ def made_folder(folder: str | os.PathLike | None) -> Iterator[None]:
                 os.rmdir(path)  # only if empty: never delete what is inside
             except OSError:
                 break
+
+
+def run_main(body: Callable[[], int], after_interrupt: str | Callable[[], str],
+             errors: tuple[type[BaseException], ...] = (LatentSyncError, OSError),
+             line: Callable[[BaseException], str] = lambda err: f"error: {one_line(err)}") -> int:
+    """Run an entry point's ``body`` with :func:`signals_raise`: its exit status, or 1 after ``line(err)`` for
+    ``errors``, or 128 + signal after ``error: interrupted by SIGINT; <after_interrupt>`` (what became of the
+    run's outputs; a callable is asked once the signal has unwound, when the body knows)."""
+    with signals_raise():
+        try:
+            return body()
+        except errors as err:
+            print(line(err), file=sys.stderr)
+            return 1
+        except Interrupted as stop:
+            note = after_interrupt() if callable(after_interrupt) else after_interrupt
+            print(f"error: interrupted by {stop}; {note}", file=sys.stderr)
+            return 128 + stop.signum

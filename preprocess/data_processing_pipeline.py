@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
-from latentsync.cli import ArgumentParser, Interrupted, made_folder, number, signals_raise
-from latentsync.errors import ConfigError, LatentSyncError
+from latentsync.cli import ArgumentParser, made_folder, number, run_main
+from latentsync.errors import ConfigError, LatentSyncError, error_line
 from latentsync.metrics.model_files import default_path, require_model_files
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
@@ -339,17 +339,13 @@ def _notes(superseded: Superseded, foreign: list[str], output_dir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with signals_raise():
-        try:
-            args = parse_args(argv)
-            configure_logging(args.verbose)
-            return run(args)
-        except LatentSyncError as err:
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-            return 1
-        except Interrupted as stop:
-            print(f"error: interrupted by {stop}; finished items are kept and a rerun does the rest", file=sys.stderr)
-            return 128 + stop.signum
+    def body() -> int:
+        args = parse_args(argv)
+        configure_logging(args.verbose)
+        return run(args)
+
+    return run_main(body, "finished items are kept and a rerun does the rest", errors=(LatentSyncError,),
+                    line=error_line)
 
 
 if __name__ == "__main__":

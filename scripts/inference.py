@@ -23,7 +23,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from latentsync.cli import ArgumentParser, Interrupted, made_folder, signals_raise
+from latentsync.cli import ArgumentParser, made_folder, run_main
 from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, one_line
 from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from latentsync.pipelines.loading import load_pipeline_for, make_detector, missing_model_files
@@ -192,17 +192,12 @@ def _close(detector) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with signals_raise():
-        try:
-            args, settings = parse_args(argv)
-            configure_logging(args.verbose)
-            return run(args, settings)
-        except (LatentSyncError, OSError) as err:
-            print(f"error: {one_line(err)}", file=sys.stderr)
-            return 1
-        except Interrupted as stop:
-            print(f"error: interrupted by {stop}; the output being written was removed", file=sys.stderr)
-            return 128 + stop.signum
+    def body() -> int:
+        args, settings = parse_args(argv)
+        configure_logging(args.verbose)
+        return run(args, settings)
+
+    return run_main(body, "the output being written was removed")
 
 
 if __name__ == "__main__":

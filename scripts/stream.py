@@ -29,8 +29,8 @@ import os
 import sys
 from typing import Iterator
 
-from latentsync.cli import ArgumentParser, Interrupted, number, signals_raise
-from latentsync.errors import CheckpointError, ConfigError, LatentSyncError, one_line
+from latentsync.cli import ArgumentParser, number, run_main
+from latentsync.errors import CheckpointError, ConfigError
 from latentsync.media.audio import SAMPLE_RATE, load_audio
 from latentsync.media.live import FILE_FORMATS, STREAM_FORMATS, LiveWriter, is_url, stream_format
 from latentsync.pipelines.loading import load_pipeline_for, make_detector, missing_model_files
@@ -212,20 +212,16 @@ def stream(args, session: StreamSession, chunks, rate: int, pace, fmt: str, widt
 
 
 def main(argv: list[str] | None = None) -> int:
-    with signals_raise():
-        stopping = "the output being written was removed"
-        try:
-            args, settings, options = parse_args(argv)
-            if args.output == STDIO or is_url(args.output):
-                stopping = "the stream was stopped"
-            configure_logging(args.verbose)
-            return run(args, settings, options)
-        except (LatentSyncError, OSError) as err:
-            print(f"error: {one_line(err)}", file=sys.stderr)
-            return 1
-        except Interrupted as stop:
-            print(f"error: interrupted by {stop}; {stopping}", file=sys.stderr)
-            return 128 + stop.signum
+    stopping = ["the output being written was removed"]
+
+    def body() -> int:
+        args, settings, options = parse_args(argv)
+        if args.output == STDIO or is_url(args.output):
+            stopping[0] = "the stream was stopped"
+        configure_logging(args.verbose)
+        return run(args, settings, options)
+
+    return run_main(body, lambda: stopping[0])
 
 
 if __name__ == "__main__":

@@ -488,6 +488,33 @@ def test_ctrl_c_to_a_background_job(videos, tmp_path, slow_ffmpeg):
 # --------------------------------------------------------------------------- shell launchers from another folder
 
 
+def test_an_evaluation_stopped_by_a_signal_is_one_line_and_leaves_its_earlier_table(videos, tmp_path, monkeypatch,
+                                                                                    capfd):
+    """SIGTERM while an evaluation loads its models: exit 143, one line, the earlier result files as they were."""
+    from eval import eval_fvd
+
+    def stopped(*_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises in this frame long before
+        raise AssertionError("the signal did not stop the evaluation")
+
+    env = _env(tmp_path, videos)
+    table = env.root / "fvd"
+    earlier = {table.with_suffix(s): f"earlier {s}\n" for s in (".csv", ".json", ".md")}
+    for path, text in earlier.items():
+        path.write_text(text)
+    monkeypatch.setattr(eval_fvd, "require_model_files", lambda paths: None)
+    monkeypatch.setattr(eval_fvd, "load_i3d", stopped)
+    handler = signal.getsignal(signal.SIGTERM)
+    capfd.readouterr()
+    code = eval_fvd.main(["--real_dir", str(env.raw), "--fake_dir", str(env.raw), "--output", str(table)])
+    out, err = capfd.readouterr()
+    _assert_outcome(code, err, 128 + signal.SIGTERM, "error: interrupted by SIGTERM; result files are written whole")
+    assert not out.strip(), out
+    assert {path: path.read_text() for path in earlier} == earlier
+    assert signal.getsignal(signal.SIGTERM) == handler  # the entry point's handler is gone again
+
+
 def _shell(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     # No virtual environment on PATH and no PYTHONPATH: the launcher finds the project's .venv itself.
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": os.environ.get("HOME", "/tmp")}

@@ -14,6 +14,7 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
+from latentsync.cli import run_main
 from latentsync.errors import LatentSyncError, OutputError, error_line
 from latentsync.utils.files import atomic_output, check_writable_folder
 from latentsync.utils.logging import configure_logging
@@ -110,19 +111,21 @@ def check_output(path: str | os.PathLike | None, flag: str, folder: bool = False
     check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
 
 
-def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO, stderr: TextIO) -> int:
+def run_guarded(work: Callable[[], tuple[str, int]], stdout: TextIO) -> int:
     """Configure logging, run a CLI's ``work`` (its result text and exit code), write the text; return the code.
 
-    A failure of the whole run (bad arguments, a missing model file) is one ``error:`` line and code 1.
+    A failure of the whole run (bad arguments, a missing model file) is one ``error:`` line and code 1; Ctrl-C
+    or SIGTERM one line and 128 + signal (result files are written whole or not at all).
     """
     configure_logging()
-    try:
+
+    def body() -> int:
         text, code = work()
-    except (LatentSyncError, ValueError) as err:
-        stderr.write(error_line(err) + "\n")
-        return 1
-    stdout.write(text + "\n")
-    return code
+        stdout.write(text + "\n")
+        return code
+
+    return run_main(body, "result files are written whole or not at all: none is half-written",
+                    errors=(LatentSyncError, ValueError), line=error_line)
 
 
 def table_result(rows: Sequence[Row], means: Sequence[str], columns: Sequence[str], output: str | None,

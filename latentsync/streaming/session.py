@@ -180,7 +180,9 @@ class _Engine:
         self._error: BaseException | None = None
         self._closing = self._ended = False
         self._wake = threading.Event()
-        self.t0 = clock.now() if clock is not None else 0.0
+        # Frame 0 is due one idle lead after opening, as every later idle frame is committed that far ahead of
+        # its time: otherwise it would be due the instant the session opens, and always late.
+        self.t0 = clock.now() + self.planner.idle_lead if clock is not None else 0.0
         # 4. The threads (see the module docstring).
         self._prepared = Prefetch(self._prepare_each(), depth=1, name="stream-prepare")
         self._restoring = Drain(self._emit, depth=1, name="stream-restore")

@@ -308,44 +308,46 @@ def test_a_photo_is_a_one_frame_avatar(pipe, media, tmp_path):
 # --------------------------------------------------------------------------- real time
 
 
-def _live(pipe, media, tmp_path, clock, script) -> list:
-    """A real-time session on ``clock`` driven by ``script`` (a list of 40 ms steps: a chunk of audio or None)."""
+def _live(pipe, media, tmp_path, clock, script) -> tuple[list, float, float]:
+    """A real-time session on ``clock`` driven by ``script`` (a list of 40 ms steps: a chunk of audio or None):
+    its frames, its latency and the clock's time when frame 0 was due."""
     frames = []
     with StreamSession(pipe, media["avatar"], _settings(), _options(tmp_path, silence_dbfs=-50.0, clip_frames=8,
                                                                      compute_margin=0.1), clock=clock) as session:
+        start = session.start_time
         for chunk in script:
             if chunk is not None:
                 session.push_audio(chunk, 16000)
             clock.advance(0.04)
-            while (frame := session.read(timeout=0)) is not None or _due(session, clock, frames):
-                if frame is None:
-                    frame = session.read()
-                frames.append(frame)
+            while _due(clock, start, frames):  # a frame read as soon as it is due, as a player would; never early
+                frames.append(session.read())
         latency = session.latency
-    return frames, latency
+    return frames, latency, start
 
 
-def _due(session, clock, frames) -> bool:
+def _due(clock, start, frames) -> bool:
     """Whether the next frame is due by now (it must then come, however long generating it takes)."""
-    return (len(frames) + 1) / 25 <= clock.now() + 1e-9
+    return start + len(frames) / 25 <= clock.now() + 1e-9
 
 
 def test_on_a_virtual_clock_a_pause_in_the_pushes_gives_avatar_frames_never_a_stall(pipe, media, tmp_path):
     speech = media["speech"]
     chunks = [speech[i : i + 640] for i in range(0, 25 * 640, 640)]
     script = [None] * 10 + chunks + [None] * 50 + chunks + [None] * 40  # 0.4 s, 1 s speech, 2 s nothing, ...
-    frames, latency = _live(pipe, media, tmp_path, VirtualClock(), script)
-    again, _ = _live(pipe, media, tmp_path, VirtualClock(), script)
-    assert [f.index for f in frames] == list(range(len(script)))  # one frame per 40 ms, none missing
+    frames, latency, start = _live(pipe, media, tmp_path, VirtualClock(), script)
+    again, _, _ = _live(pipe, media, tmp_path, VirtualClock(), script)
+    assert start == pytest.approx(0.1)  # frame 0 due one idle lead (the compute margin) after opening
+    due = int((len(script) * 0.04 - start) * 25 + 1e-9) + 1  # frames due by the end of the script
+    assert [f.index for f in frames] == list(range(due))  # one frame per 40 ms, none missing
     for a, b in zip(frames, again):
         np.testing.assert_array_equal(a.image, b.image)  # deterministic
     own = _avatar_frames(media["avatar"])
     synced = [f.index for f in frames if f.synced]
-    # The first speech (pushed from 0.4 s) is placed latency ahead; the face talks only around the speech.
-    first = int(np.ceil((0.4 + latency) * 25 - 1e-9))
-    assert synced[0] == first and first - 10 == int(np.ceil(latency * 25 - 1e-9))
-    second_push = 10 + 25 + 50
-    assert min(k for k in synced if k > first + 40) >= second_push
+    # The first speech (pushed at 0.4 s on the clock) is placed latency ahead; the face talks only around speech.
+    first = int(np.ceil((0.4 - start + latency) * 25 - 1e-9))
+    assert synced[0] == first
+    second_push = (10 + 25 + 50) * 0.04 - start  # on the session's time line
+    assert min(k for k in synced if k > first + 40) >= second_push * 25
     for f in frames:
         if not f.synced:
             np.testing.assert_array_equal(f.image, own[pingpong_index(f.index, len(own))])
