@@ -110,14 +110,16 @@ def options_of(args: argparse.Namespace, cache: Path) -> StreamOptions:
                          avatar_cache_dir=os.fspath(cache), acceleration=args.acceleration)
 
 
-def _position(frame_audio: np.ndarray, audio: np.ndarray) -> int | None:
-    """Where in the pushed audio a frame's 640 samples come from (exact match), or None."""
+def _position(frame_audio: np.ndarray, audio: np.ndarray, after: int = 0) -> int | None:
+    """Where in the pushed audio, at or after sample ``after``, a frame's 640 samples come from (exact match), or
+    None. The sentences repeat: the search starts past the previous onset's position, or a later onset would
+    be matched with an earlier repetition of its sentence."""
     nonzero = np.flatnonzero(frame_audio)
     if not len(nonzero):
         return None
     first = nonzero[0]
     for candidate in np.flatnonzero(audio == frame_audio[first]) - first:
-        if 0 <= candidate and np.array_equal(audio[candidate : candidate + len(frame_audio)], frame_audio):
+        if after <= candidate and np.array_equal(audio[candidate : candidate + len(frame_audio)], frame_audio):
             return int(candidate)
     return None
 
@@ -148,14 +150,16 @@ def realtime(pipe, args: argparse.Namespace, avatar: str, audio: np.ndarray, cac
     thread = threading.Thread(target=pusher, name="microphone", daemon=True)
     thread.start()
     reads = []  # (time read, index, synced, run start)
-    previous_synced, gave_up = False, False
+    previous_synced, gave_up, searched_from = False, False, 0
     for frame in session:
         now = time.monotonic()
         if now - (session.start_time + frame.index / 25) > args.give_up:
             gave_up = True
             break
-        onset = frame.synced and not previous_synced
-        reads.append((now, frame.index, frame.synced, _position(frame.audio, audio) if onset else None))
+        position = _position(frame.audio, audio, searched_from) if frame.synced and not previous_synced else None
+        if position is not None:
+            searched_from = position + 1
+        reads.append((now, frame.index, frame.synced, position))
         previous_synced = frame.synced
     stats = session.stats
     start_time, planned = session.start_time, session.latency
