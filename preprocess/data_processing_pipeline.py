@@ -27,6 +27,7 @@ import torch
 
 from latentsync.cli import ArgumentParser, made_folder, number, run_main
 from latentsync.errors import ConfigError, LatentSyncError, error_line
+from latentsync.media.formats import VIDEO_EXTENSIONS
 from latentsync.metrics.model_files import default_path, require_model_files
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
 from latentsync.utils.logging import configure_logging
@@ -59,7 +60,6 @@ from preprocess.settings import FPS, Settings
 
 logger = logging.getLogger("preprocess")
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
 FINAL_DIR = "high_visual_quality"
 
 

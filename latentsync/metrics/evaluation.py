@@ -33,11 +33,11 @@ from latentsync.models.hyperiqa import HyperNet
 from latentsync.models.s3fd import S3FD, S3FDDetector
 from latentsync.models.syncnet_classic import ClassicSyncNet
 from latentsync.utils.device import DEVICE_CHOICES, pick_device
+from latentsync.media.formats import VIDEO_EXTENSIONS
 from latentsync.media.reader import VideoReader
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 # Failures that belong to one video (unreadable, no face, too short): recorded, the run goes on.
 VIDEO_FAILURES = (LatentSyncError, ValueError, cv2.error)
 SYNC_COLUMNS = ["video", "lse_c", "lse_d", "offset", "tracks", "error"]
