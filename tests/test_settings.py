@@ -29,7 +29,8 @@ from tools.settings_table import README, readme_table
 
 NAMES = [spec.name for spec in SETTINGS]
 CLI_ONLY = {"help", "config", "batch", "output_dir", "verbose"}  # the CLI's own flags, not settings
-GRADIO_ONLY = {"help", "config", "host", "port", "share", "auth", "concurrency", "max_queue", "max_seconds", "verbose"}
+GRADIO_ONLY = {"help", "config", "host", "port", "share", "auth", "concurrency", "max_queue", "max_seconds", "verbose",
+               "live_sessions"}  # the app's own flags, not inference settings
 # gradio_client callers of the previous page passed these positionally after the three files: still valid.
 OLD_API_ORDER = ["inference_steps", "guidance_scale", "seed", "enable_deepcache", "deepcache_interval", "face_index",
                  "audio_windows", "scheduler"]
