@@ -198,13 +198,13 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
             raise gr.Error(readable(err, video, photo), duration=None) from err
         try:
             yield NO_FRAME, (f"Live. Speak into the microphone, or play a file: the face answers about "
-                             f"{live.session.latency:.1f} s later.")
+                             f"{live.session.latency:.1f} s later."), ""
             for frame in live.session:
                 live.meter.count(frame)
                 status = gr.skip()
                 if live.meter.due():
                     status = "Live: " + live.meter.line(live.session.stats, live.first_push)
-                yield frame_value(frame), status
+                yield frame_value(frame), status, gr.skip()
             if live.feeder is not None:
                 live.feeder.raise_error()
         except LatentSyncError as err:
@@ -214,7 +214,7 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
 
     def stop(request: gr.Request):
         streams.close(request.session_hash or "api")
-        return "Stopped."
+        return "Stopped.", ""
 
     def push_microphone(chunk, request: gr.Request) -> None:
         live = streams.get(request.session_hash or "api")
@@ -254,13 +254,14 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
                                       elem_id="live_microphone")
                 speech = gr.Audio(label="Or play a file", sources=["upload"], type="filepath", elem_id="live_file")
                 play_button = gr.Button("Play the file", elem_id="live_play")
+                played = gr.Markdown(elem_id="live_played")  # apart from the status line, which the meter rewrites
             with gr.Column():
                 view = gr.HTML(NO_FRAME, html_template=FRAME_TEMPLATE, elem_id="live_view", js_on_load=None,
                                css_template="img { width: 100%; height: auto; } img[src=''] { display: none; }")
                 status = gr.Markdown(elem_id="live_status")
-        start_button.click(start, inputs=[video, photo], outputs=[view, status], api_name="live",
+        start_button.click(start, inputs=[video, photo], outputs=[view, status, played], api_name="live",
                            concurrency_limit=streams.limit, concurrency_id="live")
-        stop_button.click(stop, outputs=status, api_name="live_stop", concurrency_limit=None)
+        stop_button.click(stop, outputs=[status, played], api_name="live_stop", concurrency_limit=None)
         microphone.stream(push_microphone, inputs=microphone, outputs=None, stream_every=MIC_CHUNK_SECONDS,
                           time_limit=None, concurrency_limit=None, api_name="live_audio")
-        play_button.click(play, inputs=speech, outputs=status, api_name="live_play", concurrency_limit=None)
+        play_button.click(play, inputs=speech, outputs=played, api_name="live_play", concurrency_limit=None)

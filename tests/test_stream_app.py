@@ -186,13 +186,16 @@ def test_two_visitors_each_get_their_own_session_one_playing_a_file(server, brow
     playing.locator("#live_file input[type=file]").set_input_files(str(media["speech"]))
     playing.locator("#live_file button[aria-label='Clear']").wait_for()
     playing.click("#live_play")
-    playing.get_by_text("Playing speech.wav into the stream.").wait_for(timeout=WAIT_SECONDS * 1000)
+    played = playing.locator("#live_played")  # its own line: the status line is the meter's
+    played.get_by_text("Playing speech.wav into the stream.").wait_for(timeout=WAIT_SECONDS * 1000)
     for name, page in (("speaking", speaking), ("playing", playing)):
         wait_for_talking(page, 5)
         page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
 
     playing.click("#live_stop")
     wait_for_log(server, "live session closed (1 open)")
+    playing.wait_for_function("!document.querySelector('#live_played').innerText.includes('Playing')",
+                              timeout=WAIT_SECONDS * 1000)  # Stop says the file no longer plays
     frames_after_stop = playing.evaluate("window.__frames.length")
     seen = speaking.evaluate("window.__frames.length")
     speaking.wait_for_function(f"window.__frames.length > {seen + 10}", timeout=WAIT_SECONDS * 1000)
