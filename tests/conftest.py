@@ -24,6 +24,15 @@ def manifests() -> dict:
         return json.load(f)["models"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    # Two cores shared by the tests' own threads and processes: extra intra-op threads only spin.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_cpu():
     torch.manual_seed(0)

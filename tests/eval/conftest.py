@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.data.synthetic_clips import make_clip
 from tools.eval_models import write_auxiliary
@@ -36,14 +35,6 @@ def clips(tmp_path_factory) -> Path:
 
 def sync_model_flags(auxiliary: Path) -> list[str]:
     return ["--syncnet_path", str(auxiliary / "syncnet_v2.model"), "--s3fd_path", str(auxiliary / "sfd_face.pth")]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def noisy_copy(src: Path, dst: Path, sigma: float, seed: int = 0) -> Path:

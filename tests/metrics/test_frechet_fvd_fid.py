@@ -59,7 +59,6 @@ def i3d(tmp_path_factory):
 
 @pytest.mark.parametrize("protocol", ["stylegan-v", "latentsync"])
 def test_fvd_is_zero_on_itself_and_grows_with_perturbation(i3d, protocol):
-    torch.set_num_threads(1)
     clips = _clips(0)
     real = FeatureStats.of(i3d_features(i3d, torch.from_numpy(clips), protocol))
     distances = []
@@ -111,7 +110,6 @@ def inception_file(tmp_path_factory):
 
 
 def test_fid_is_zero_on_itself_and_grows_with_noise(inception_file):
-    torch.set_num_threads(1)
     model = load_inception(inception_file, CPU)
     images = np.stack([cv2.resize(img, (64, 64)) for img in (
         skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket())])

@@ -28,7 +28,6 @@ def _capture_intermediates(model: UNet3DConditionModel, store: dict) -> list:
 
 @pytest.mark.parametrize("name", GOLDEN_FILES)
 def test_unet_matches_golden(name):
-    torch.set_num_threads(1)
     golden = load_golden(name)
     model = UNet3DConditionModel.from_config(golden["config"])
     model.load_state_dict(golden["state_dict"], strict=True)

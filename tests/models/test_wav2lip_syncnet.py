@@ -31,7 +31,6 @@ def test_nominal_inputs_reach_one_by_one_on_meta():
 
 def test_forward_gives_unit_non_negative_embeddings():
     # 65M parameters (260 MB fp32); one eval-mode forward on CPU takes about a second.
-    torch.set_num_threads(1)
     model = Wav2LipSyncNet().eval()
     with torch.no_grad():
         vision, audio = model(torch.rand(1, 15, 128, 256) * 2 - 1, torch.randn(1, 1, 80, 16))

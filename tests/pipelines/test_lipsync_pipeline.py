@@ -34,7 +34,6 @@ def sampling(steps: int, scheduler: str = "ddim", guidance_scale: float = 1.5, d
 
 @pytest.fixture(scope="module")
 def pipe(tiny_models) -> LipsyncPipeline:
-    torch.set_num_threads(1)
     return load_pipeline(tiny_models.unet_config, tiny_models.unet_ckpt, whisper_path=tiny_models.whisper,
                          vae_path=tiny_models.vae, device="cpu", face_detector=None)
 

@@ -110,7 +110,6 @@ def test_whisper_is_chosen_by_audio_width(tiny_models, tmp_path):
 
 @pytest.mark.parametrize("overlap_stages", [False, True], ids=["sequential", "overlapped"])
 def test_progress_hook_sees_every_stage_in_order(tiny_models, tmp_path, overlap_stages):
-    torch.set_num_threads(1)
     sr = 16000
     t = np.arange(sr) / sr
     audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)[: int(0.8 * sr)]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from latentsync.errors import NoFaceError
 from latentsync.media.reader import VideoReader
@@ -24,7 +23,6 @@ JOIN_SECONDS = 600  # a thread still running after this is a hang, not a slow ma
 
 @pytest.fixture(scope="module")
 def pipe(tiny_models):
-    torch.set_num_threads(1)
     pipeline = tiny_pipeline(tiny_models)
     yield pipeline
     pipeline.face_detector.close()

@@ -37,15 +37,6 @@ SIZE = 128  # video width and height
 BLANK = (30, 31, 32)  # frames of the main fixture without a face
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: extra torch threads only spin.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict:
     """Inputs shared by the tests (made once)."""

@@ -23,7 +23,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 from latentsync.media.audio import load_audio
 from latentsync.media.reader import VideoReader
@@ -37,14 +36,6 @@ SR = 16000
 FPS = 25
 SIZE = 128
 PAUSE = (1.0, 2.2)  # seconds of silence in the middle of speech_pause.wav
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

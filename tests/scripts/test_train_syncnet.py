@@ -49,7 +49,6 @@ def clip_lists(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
     # accelerate keeps process-wide singletons; each in-process run starts from scratch.
-    torch.set_num_threads(1)
     yield
     reset_accelerate_state()
 
@@ -254,7 +253,6 @@ def _free_port() -> int:
 
 def _fresh_state():
     reset_accelerate_state()
-
 
 
 def test_bad_device_fails_with_one_line(clip_lists, tmp_path, capsys):

@@ -30,7 +30,6 @@ TRAINABLE = ("motion_modules.", "attentions.")
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
-    torch.set_num_threads(1)
     yield
     reset_accelerate_state()
 
@@ -42,7 +41,6 @@ def history(output_dir: Path, step: int) -> dict:
 @pytest.fixture(scope="module")
 def stage1_run(tiny_setup, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("stage1")
-    torch.set_num_threads(1)
     assert main(tiny_setup.args(STAGE1, out, f"ckpt.init_ckpt_path={tiny_setup.stage1_init}")) == 0
     reset_accelerate_state()
     return out

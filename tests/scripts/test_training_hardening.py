@@ -42,7 +42,6 @@ def _listing(folder: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
-    torch.set_num_threads(1)
     yield
     reset_accelerate_state()
 
@@ -69,7 +68,6 @@ def unet_args(setup, output_dir: Path, *extra: str) -> list[str]:
 def prior_runs(tiny_setup, tmp_path_factory):  # noqa: F811
     """A finished 2-step run of each script (checkpoints 1 and 2, best), copied into the cases that need one."""
     root = tmp_path_factory.mktemp("prior")
-    torch.set_num_threads(1)
     assert train_unet.main(unet_args(tiny_setup, root / "unet")) == 0
     reset_accelerate_state()
     assert train_syncnet.main(syncnet_args(tiny_setup, root / "syncnet")) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from latentsync.media.audio import load_audio
 from tests.tiny_models import tiny_models, tiny_pipeline  # noqa: F401  (tiny_models: a session fixture)
@@ -15,12 +14,9 @@ SR = 16000
 
 @pytest.fixture(scope="module")
 def pipe(tiny_models):  # noqa: F811
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     pipeline = tiny_pipeline(tiny_models)
     yield pipeline
     pipeline.face_detector.close()
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

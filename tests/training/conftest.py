@@ -35,7 +35,6 @@ def toy_loss(run, batch):
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
-    torch.set_num_threads(1)
     yield
     reset_accelerate_state()
 

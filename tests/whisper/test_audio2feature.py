@@ -23,7 +23,6 @@ def golden():
 
 @pytest.fixture(scope="module")
 def encoder():
-    torch.set_num_threads(1)
     return Audio2Feature(CHECKPOINT, device="cpu", windows="upstream")
 
 

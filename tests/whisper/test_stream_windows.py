@@ -18,7 +18,6 @@ CHECKPOINT = GOLDEN_DIR / "whisper_tiny_random.pt"
 
 @pytest.fixture(scope="module")
 def encoder():
-    torch.set_num_threads(1)
     return Audio2Feature(CHECKPOINT, device="cpu")
 
 
