@@ -26,6 +26,9 @@
 #   then, here, after each call: cat <files_at>/gpu_check_section.md >> benchmarks/RESULTS.md
 #   (gpu_check.json holds every row, gpu_check_logs.tar.gz every part's log).
 # If the machine went back between the calls, call 2's parts report "needs av ... (not installed)".
+# The stream part (real-time numbers) fits in neither call, and the two bundles (71 MiB) cannot travel
+# together: for it, make call 1 as above (it installs bundle a), then, in place of call 2, the same call
+# with --parts stream --budget 420 (it needs bundle b's ffmpeg and mediapipe); the other parts wait.
 set -euo pipefail
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$project/.venv/bin/python"
