@@ -29,7 +29,7 @@ from latentsync.utils.files import TEMP_PREFIX, WORK_PREFIX
 from scripts.inference import main
 from tests.conftest import REPO_ROOT
 from tests.processes import run_group
-from tests.scripts.test_inference import SIZE, _bad_inputs, _one_thread, assert_valid_output, media, model_args  # noqa: F401
+from tests.scripts.test_inference import SIZE, _bad_inputs, assert_valid_output, media, model_args  # noqa: F401
 from tests.tiny_models import tiny_models  # noqa: F401  (session fixture)
 from tools.synthetic_media import write_talking_video, write_wav
 
