@@ -43,7 +43,7 @@ from latentsync import paths
 from latentsync.cli import made_folder
 from latentsync.errors import ConfigError, LatentSyncError, MediaError, one_line
 from latentsync.media.audio import SAMPLE_RATE, load_audio
-from latentsync.media.formats import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from latentsync.media.formats import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from latentsync.media.probe import probe_video
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import load_pipeline_for, missing_model_files, release_of
@@ -56,7 +56,7 @@ from latentsync.streaming import StreamOptions
 from latentsync.utils.device import pick_device
 from latentsync.utils.files import check_writable_folder
 from latentsync.utils.logging import configure_logging
-from stream_app import LiveStreams, add_live_tab
+from stream_app import LiveStreams, add_live_tab, face_inputs, pick_avatar
 
 logger = logging.getLogger("gradio_app")
 
@@ -205,18 +205,9 @@ def _name(path: str) -> str:
 
 def check_inputs(video: str | None, photo: str | None, audio: str | None, max_seconds: float) -> tuple[str, str]:
     """The face file and the audio file of a request, checked before any model work (MediaError if unusable)."""
-    if video and photo:
-        raise MediaError("Both a video and a photo were given: clear one of them.")
-    face = video or photo
-    if not face:
-        raise MediaError("Upload a video or a photo of a face.")
+    face = pick_avatar(video, photo)
     if not audio:
         raise MediaError("Upload or record the speech audio.")
-    if Path(face).suffix.lower() not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
-        raise MediaError(
-            f"{_name(face)!r} is not a video or a photo: use {', '.join(VIDEO_EXTENSIONS)} "
-            f"or {', '.join(IMAGE_EXTENSIONS)}."
-        )
     sound = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS  # or a video's sound
     if Path(audio).suffix.lower() not in sound:
         raise MediaError(f"{_name(audio)!r} is not an audio file: use {', '.join(sound)}.")
@@ -387,12 +378,7 @@ def build_demo(service: Lipsyncer, workspace: Workspace, args: argparse.Namespac
             with gr.Tab("Lip-sync", id="lipsync"):
                 with gr.Row():
                     with gr.Column():
-                        with gr.Tabs():
-                            with gr.Tab("Video"):
-                                video = gr.Video(label="Face video", sources=["upload"], elem_id="video")
-                            with gr.Tab("Photo"):
-                                photo = gr.Image(label="Face photo", type="filepath", format="png",
-                                                 sources=["upload"], elem_id="photo")
+                        video, photo = face_inputs(gr)
                         audio = gr.Audio(label="Speech", type="filepath", sources=["upload", "microphone"],
                                          elem_id="audio")
                         with gr.Accordion("Advanced options", open=False):

@@ -152,7 +152,8 @@ def frame_value(frame) -> dict:
 
 
 def pick_avatar(video: str | None, photo: str | None) -> str:
-    """The avatar file of a request (a MediaError when there is none, two, or not a video or photo)."""
+    """The face file of a request from the two uploads of :func:`face_inputs`, on either tab (a MediaError when
+    there is none, two, or not a video or photo)."""
     if video and photo:
         raise MediaError("Both a video and a photo were given: clear one of them.")
     avatar = video or photo
@@ -162,6 +163,18 @@ def pick_avatar(video: str | None, photo: str | None) -> str:
         raise MediaError(f"{os.path.basename(avatar)!r} is not a video or a photo: use "
                          f"{', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)}.")
     return avatar
+
+
+def face_inputs(gr, elem_prefix: str = "") -> tuple[Any, Any]:
+    """A face video and a face photo upload, on two tabs (ids ``<prefix>video``, ``<prefix>photo``); both pages
+    take their face this way, and :func:`pick_avatar` chooses between them."""
+    with gr.Tabs():
+        with gr.Tab("Video"):
+            video = gr.Video(label="Face video", sources=["upload"], elem_id=f"{elem_prefix}video")
+        with gr.Tab("Photo"):
+            photo = gr.Image(label="Face photo", type="filepath", format="png", sources=["upload"],
+                             elem_id=f"{elem_prefix}photo")
+    return video, photo
 
 
 def read_chunk(path: str) -> tuple[int, np.ndarray] | None:
@@ -241,12 +254,7 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
                     "a file: the avatar answers live.")
         with gr.Row():
             with gr.Column():
-                with gr.Tabs():
-                    with gr.Tab("Video"):
-                        video = gr.Video(label="Face video", sources=["upload"], elem_id="live_video")
-                    with gr.Tab("Photo"):
-                        photo = gr.Image(label="Face photo", type="filepath", format="png", sources=["upload"],
-                                         elem_id="live_photo")
+                video, photo = face_inputs(gr, "live_")
                 with gr.Row():
                     start_button = gr.Button("Start", variant="primary", elem_id="live_start")
                     stop_button = gr.Button("Stop", elem_id="live_stop")
