@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -54,13 +53,10 @@ class Live:
     session: StreamSession
     meter: Meter
     feeder: Feeder | None = None
-    first_push: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the microphone's and a file's pushes, in turn
 
     def push(self, samples: np.ndarray, sample_rate: int) -> None:
         with self.lock:
-            if len(samples) and self.first_push is None:
-                self.first_push = time.monotonic()
             self.session.push_audio(samples, sample_rate)
 
     def play(self, samples: np.ndarray) -> None:
@@ -71,7 +67,7 @@ class Live:
             self.feeder = Feeder(self, file_chunks(samples, SAMPLE_RATE, FILE_CHUNK_SECONDS), SAMPLE_RATE,
                                  pace=WallClock(), finish=False, name="live-file").start()
 
-    # The feeder pushes through push_audio (first_push kept here) and closes on a failure.
+    # The feeder pushes through push_audio (in turn with the microphone) and closes on a failure.
     def push_audio(self, samples: np.ndarray, sample_rate: int) -> None:
         self.push(samples, sample_rate)
 
@@ -216,7 +212,7 @@ def add_live_tab(streams: LiveStreams, problem: str | None, readable: Callable[.
                 live.meter.count(frame)
                 status = gr.skip()
                 if live.meter.due():
-                    status = "Live: " + live.meter.line(live.session.stats, live.first_push)
+                    status = "Live: " + live.meter.line(live.session.stats, live.session.stats.first_push)
                 yield frame_value(frame), status, gr.skip()
             if live.feeder is not None:
                 live.feeder.raise_error()
