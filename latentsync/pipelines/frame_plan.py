@@ -44,6 +44,16 @@ def padded_positions(length: int, clip_length: int) -> list[int]:
     return [pingpong_index(i, length) for i in range(clip_length)]
 
 
+def face_donors(has_face: list[bool]) -> list[int] | None:
+    """For each frame of a clip, the frame whose face it uses: its own, or the nearest one with a face (the
+    earlier on a tie), so the clip stays continuous for the motion modules (the borrowed outputs are
+    discarded); None when no frame has a face."""
+    have = [i for i, face in enumerate(has_face) if face]
+    if not have:
+        return None
+    return [i if face else min(have, key=lambda j: abs(j - i)) for i, face in enumerate(has_face)]
+
+
 class FrameStore:
     """Fixed-size records (frame, aligned face, matrix) on disk, read back by index.
 

@@ -41,7 +41,7 @@ from latentsync.media.reader import VideoReader
 from latentsync.media.writer import ARCHIVAL_ENCODING, FAST_ENCODING, VideoEncoding, VideoWriter
 from latentsync.pipelines.face_pass import CountingDetector, FacePass
 from latentsync.pipelines.frame_plan import (
-    VIDEO_FPS, FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index,
+    VIDEO_FPS, FrameStore, clip_bounds, face_donors, output_frame_count, padded_positions, pingpong_index,
 )
 from latentsync.pipelines.overlap import Drain, Prefetch
 from latentsync.pipelines.progress import ProgressHook, TqdmProgress
@@ -298,13 +298,10 @@ class _SyncPass:
         self, clip: list[AlignedFrame], features: torch.Tensor, start: int, noise: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor | None:
         """Synced faces (len(clip), 3, r, r) in [-1, 1] on the CPU, or None when no frame of the clip has a face."""
-        have = [i for i, a in enumerate(clip) if a.face is not None]
-        if not have:
+        donors = face_donors([a.face is not None for a in clip])
+        if donors is None:
             return None
-        # Frames without a face borrow the nearest face of the clip, so the clip stays continuous
-        # for the motion modules; their outputs are discarded.
-        faces = [clip[i].face if clip[i].face is not None else clip[min(have, key=lambda j: abs(j - i))].face
-                 for i in range(len(clip))]
+        faces = [clip[d].face for d in donors]
         order = padded_positions(len(clip), self.num_frames) if self.pad_last_clip else list(range(len(clip)))
         faces = np.stack([faces[i] for i in order])
         tokens = self.pipeline.audio_tokens(features, [start + i for i in order])

@@ -20,7 +20,7 @@ import torch
 
 from latentsync.face.alignment import FaceAligner
 from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.pipelines.frame_plan import VIDEO_FPS
+from latentsync.pipelines.frame_plan import VIDEO_FPS, face_donors
 from latentsync.pipelines.lipsync_pipeline import ClipConditioning, LipsyncPipeline
 from latentsync.pipelines.sampling import Sampling
 from latentsync.pipelines.video_runner import face_stage_options
@@ -84,12 +84,10 @@ class ClipRenderer:
         if not clip.talking:
             return PreparedClip(clip)
         sources = [frame.source for frame in clip.frames]
-        have = [i for i, s in enumerate(sources) if self.avatar.has_face[s]]
-        if not have:
+        donors = face_donors([bool(self.avatar.has_face[s]) for s in sources])
+        if donors is None:
             return PreparedClip(clip)
-        borrowed = [s if self.avatar.has_face[s] else sources[min(have, key=lambda j: abs(j - i))]
-                    for i, s in enumerate(sources)]
-        chosen = [borrowed[p] for p in clip.positions]
+        chosen = [sources[donors[p]] for p in clip.positions]
         if self._features is None or self._features.start_frame != clip.run_start:
             self._features = FeatureStream(self.pipeline.audio_encoder, self.read_audio, clip.run_start)
         tokens = self._features.tokens([clip.start + p for p in clip.positions], clip.num_samples)

@@ -18,7 +18,9 @@ from diffusers import DDIMScheduler
 
 from latentsync.errors import LatentSyncError
 from latentsync.face.mask import load_fixed_mask, prepare_masks_and_masked_images
-from latentsync.pipelines.frame_plan import FrameStore, clip_bounds, output_frame_count, padded_positions, pingpong_index
+from latentsync.pipelines.frame_plan import (
+    FrameStore, clip_bounds, face_donors, output_frame_count, padded_positions, pingpong_index,
+)
 from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline
 from latentsync.pipelines.loading import load_pipeline
 from latentsync.pipelines.sampling import Sampling
@@ -154,6 +156,10 @@ def test_frame_plan():
     assert clip_bounds(20, 16) == [(0, 16), (16, 20)]
     assert padded_positions(4, 8) == [0, 1, 2, 3, 3, 2, 1, 0]
     assert padded_positions(1, 3) == [0, 0, 0]
+    # Frames without a face use the nearest one with a face (the earlier on a tie); none: nothing to sync.
+    assert face_donors([False, True, False, False, True, False]) == [1, 1, 1, 4, 4, 4]
+    assert face_donors([True, False, True]) == [0, 0, 2]
+    assert face_donors([False, False]) is None
 
 
 def test_frame_store_roundtrip(tmp_path):
